@@ -1,0 +1,1 @@
+"""Edge: int8-quantized TFLite models for Coral Edge TPU and Raspberry Pi."""

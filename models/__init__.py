@@ -1,0 +1,1 @@
+"""Model code: the feature vocabulary, preprocessing, the Keras model and its signatures."""

@@ -1,0 +1,66 @@
+"""The one feature vocabulary of the template.
+
+Preprocessing (`models.preprocessing`), the model (`models.model`), evaluation
+slices (`pipeline.pipeline`), serving signatures (`models.signatures`) and the
+edge preprocessing spec all derive from the names declared here. To adapt the
+template to another tabular CSV, edit this file (and the config), then refresh
+`schema/schema.pbtxt` with `tfxt schema refresh`.
+"""
+
+from typing import Tuple
+
+# The column to predict. A string class name in the raw CSV; Transform maps it
+# to an integer id with a vocabulary.
+LABEL_KEY: str = "species"
+
+# Numeric columns: imputed with their mean, then z-scored by Transform.
+NUMERIC_FEATURE_KEYS: Tuple[str, ...] = (
+    "bill_length_mm",
+    "bill_depth_mm",
+    "flipper_length_mm",
+    "body_mass_g",
+)
+
+# Categorical string columns: missing values become MISSING_CATEGORY, then a
+# vocabulary maps them to ids (unseen values go to one out-of-vocabulary bucket).
+CATEGORICAL_FEATURE_KEYS: Tuple[str, ...] = (
+    "island",
+    "sex",
+)
+
+# Columns the model evaluation is sliced by (each alone), besides overall.
+SLICE_KEYS: Tuple[str, ...] = ("island", "sex")
+
+# Columns present in the CSV that are not model inputs (the span key here).
+PASSTHROUGH_KEYS: Tuple[str, ...] = ("year",)
+
+# The imputed value of a missing categorical, kept in the vocabulary so that
+# "missing" is a category the model can learn from.
+MISSING_CATEGORY: str = "__missing__"
+
+# Out-of-vocabulary buckets for categoricals.
+NUM_OOV_BUCKETS: int = 1
+
+# Vocabulary file names written by Transform (read by the model, signatures and
+# the edge spec).
+LABEL_VOCABULARY: str = "label_vocabulary"
+
+
+def feature_keys() -> Tuple[str, ...]:
+    """All raw model input columns, numeric first, in a stable order."""
+    return NUMERIC_FEATURE_KEYS + CATEGORICAL_FEATURE_KEYS
+
+
+def transformed_name(key: str) -> str:
+    """The name Transform gives to the transformed version of raw column `key`."""
+    return f"{key}_xf"
+
+
+def vocabulary_name(key: str) -> str:
+    """The vocabulary file name Transform writes for categorical column `key`."""
+    return f"{key}_vocabulary"
+
+
+# The label's classes. Transform numbers them by frequency in the training data;
+# this tuple fixes how many there are, for per-class evaluation metrics.
+LABEL_CLASSES: Tuple[str, ...] = ("Adelie", "Chinstrap", "Gentoo")

@@ -1,0 +1,125 @@
+"""The Trainer's entry point, `models.trainer.run_fn`.
+
+`run_fn` is a thin adapter: it turns TFX's `FnArgs` into plain arguments and
+calls `train` and `export`, which tests can call without any TFX artifact.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import dataclasses  # noqa: E402
+from typing import Any, Mapping, Optional  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+from tfx_bsl.public import tfxio  # noqa: E402
+
+from models import distribution, features, model as model_lib, signatures  # noqa: E402
+from pipeline.config import Hyperparameters  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingArgs:
+    """What training needs besides data: hyperparameters, strategy, seed."""
+
+    hyperparameters: Hyperparameters
+    strategy: str = "one_device"
+    seed: int = 42
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]],
+                           tuned: Optional[Mapping[str, Any]] = None) -> "TrainingArgs":
+        """Reads the Trainer's custom_config; `tuned` (the Tuner's best values) wins."""
+        custom_config = dict(custom_config or {})
+        values = dict(custom_config.get("hyperparameters") or {})
+        values.update(tuned or {})
+        if "hidden_units" in values:
+            values["hidden_units"] = tuple(values["hidden_units"])
+        known = {f.name for f in dataclasses.fields(Hyperparameters)}
+        hp = Hyperparameters(**{k: v for k, v in values.items() if k in known})
+        return cls(hyperparameters=hp, strategy=custom_config.get("strategy", "one_device"),
+                   seed=int(custom_config.get("seed", 42)))
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point."""
+    tuned = fn_args.hyperparameters.get("values") if fn_args.hyperparameters else None
+    args = TrainingArgs.from_custom_config(fn_args.custom_config, tuned)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+
+    def dataset(file_pattern, batch_size):
+        return make_dataset(fn_args.data_accessor, file_pattern, tf_transform_output,
+                            batch_size, args.seed)
+
+    model = train(
+        args,
+        tf_transform_output,
+        train_dataset_fn=lambda batch_size: dataset(fn_args.train_files, batch_size),
+        eval_dataset_fn=lambda batch_size: dataset(fn_args.eval_files, batch_size),
+        train_steps=fn_args.train_steps,
+        eval_steps=fn_args.eval_steps,
+        log_dir=fn_args.model_run_dir,
+    )
+    export(model, tf_transform_output, fn_args.serving_model_dir)
+
+
+def make_dataset(data_accessor, file_pattern, tf_transform_output, batch_size: int, seed: int):
+    """Batches of (transformed features, label id) from transformed TFRecords, repeated."""
+    return data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=batch_size,
+            label_key=features.transformed_name(features.LABEL_KEY),
+            shuffle_seed=seed,
+        ),
+        tf_transform_output.transformed_metadata.schema,
+    ).repeat()
+
+
+def model_from_transform_output(tf_transform_output, hyperparameters: Hyperparameters):
+    """The model sized by Transform's vocabularies."""
+    categorical_sizes = {
+        key: tf_transform_output.vocabulary_size_by_name(features.vocabulary_name(key))
+        + features.NUM_OOV_BUCKETS
+        for key in features.CATEGORICAL_FEATURE_KEYS
+    }
+    num_classes = tf_transform_output.vocabulary_size_by_name(features.LABEL_VOCABULARY)
+    return model_lib.build_model(
+        features.NUMERIC_FEATURE_KEYS,
+        categorical_sizes,
+        num_classes,
+        hidden_units=hyperparameters.hidden_units,
+        learning_rate=hyperparameters.learning_rate,
+        dropout=hyperparameters.dropout,
+    )
+
+
+def train(args: TrainingArgs, tf_transform_output, train_dataset_fn, eval_dataset_fn,
+          train_steps: int, eval_steps: int, log_dir: Optional[str] = None) -> tf.keras.Model:
+    """Builds the model under the configured strategy and fits it.
+
+    The global batch size is the per-replica batch size times the number of
+    replicas, so adding replicas keeps each replica's work constant.
+    """
+    tf.keras.utils.set_random_seed(args.seed)
+    strategy = distribution.make_strategy(args.strategy)
+    global_batch_size = args.hyperparameters.batch_size * strategy.num_replicas_in_sync
+    with strategy.scope():
+        model = model_from_transform_output(tf_transform_output, args.hyperparameters)
+    callbacks = [tf.keras.callbacks.TensorBoard(log_dir, update_freq="epoch")] if log_dir else []
+    model.fit(
+        train_dataset_fn(global_batch_size),
+        steps_per_epoch=train_steps,
+        validation_data=eval_dataset_fn(global_batch_size),
+        validation_steps=eval_steps,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    return model
+
+
+def export(model: tf.keras.Model, tf_transform_output, serving_model_dir: str) -> None:
+    """Saves the model with all signatures from `models.signatures`."""
+    model.save(serving_model_dir, save_format="tf",
+               signatures=signatures.make_signatures(model, tf_transform_output))

@@ -1,0 +1,101 @@
+"""The project CLI, `tfxt`: a thin layer over functions the tests call directly.
+
+Each package adds its own command group here (serving, edge, runs); commands
+import TensorFlow and TFX inside their bodies, so `tfxt --help` stays fast.
+"""
+
+import os
+import sys
+from typing import Optional, Tuple
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import click  # noqa: E402
+
+from pipeline.config import ConfigError, load_config  # noqa: E402
+
+CONFIG_OPTION = click.option(
+    "--config", "config_path", envvar="TFXT_CONFIG", type=click.Path(dir_okay=False),
+    help="YAML or JSON config file (default: $TFXT_CONFIG, else built-in defaults).")
+SET_OPTION = click.option(
+    "--set", "overrides", multiple=True, metavar="FIELD=VALUE",
+    help="Override a config field, e.g. --set hyperparameters.train_steps=50 (repeatable).")
+
+
+def config_from_options(config_path: Optional[str], overrides: Tuple[str, ...],
+                        require_schema: bool = True):
+    """The validated config from a file plus FIELD=VALUE overrides (dots nest)."""
+    values: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r} is not FIELD=VALUE", param_hint="--set")
+        field, value = item.split("=", 1)
+        target = values
+        *parents, leaf = field.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    try:
+        return load_config(config_path, values, require_schema=require_schema)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+
+
+@click.group()
+def main() -> None:
+    """TFX pipeline template: run the pipeline, inspect runs, serve and export models."""
+
+
+@main.command()
+@CONFIG_OPTION
+@SET_OPTION
+def run(config_path, overrides) -> None:
+    """Run the whole pipeline locally (LocalDagRunner) with progress and a summary."""
+    config = config_from_options(config_path, overrides)
+    from pipeline.pipeline import create_pipeline
+    from pipeline.run import run_and_report
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    sys.exit(run_and_report(config, lambda: LocalDagRunner().run(create_pipeline(config))))
+
+
+@main.command()
+@CONFIG_OPTION
+@SET_OPTION
+@click.option("--run-id", default=None, help="A past run id (default: the latest run).")
+def summary(config_path, overrides, run_id) -> None:
+    """Print the summary of a past run from ML Metadata."""
+    config = config_from_options(config_path, overrides)
+    from pipeline.summary import format_summary, summarize
+
+    result = summarize(config, run_id)
+    if result is None:
+        raise click.ClickException(f"No runs of '{config.pipeline_name}' in {config.metadata_path}.")
+    click.echo(format_summary(result, config))
+
+
+@main.group()
+def schema() -> None:
+    """Manage the curated schema."""
+
+
+@schema.command("refresh")
+@CONFIG_OPTION
+@SET_OPTION
+def schema_refresh(config_path, overrides) -> None:
+    """Update schema/schema.pbtxt from the latest SchemaGen output; then review the diff."""
+    config = config_from_options(config_path, overrides, require_schema=False)
+    from pipeline.schema import refresh_schema
+
+    try:
+        changes = refresh_schema(config)
+    except LookupError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"Wrote {config.schema_path}:")
+    for line in changes:
+        click.echo(f"  {line}")
+    click.echo("Review the diff (git diff schema/) before the next run.")
+
+
+if __name__ == "__main__":
+    main()

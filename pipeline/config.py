@@ -1,0 +1,286 @@
+"""The typed, frozen configuration of the pipeline.
+
+`load_config` builds a `PipelineConfig` once, at the edge of the program (a
+runner file, the CLI, a test), from defaults, an optional YAML/JSON file and
+explicit overrides, and validates it. `pipeline.pipeline.create_pipeline`
+takes the result and reads nothing else.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "parameter_server")
+
+
+class ConfigError(ValueError):
+    """A configuration value a user set is wrong; the message says which and how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """Model and training hyperparameters (the Tuner may replace the model ones)."""
+
+    learning_rate: float = 0.01
+    hidden_units: Tuple[int, ...] = (16, 8)
+    dropout: float = 0.0
+    batch_size: int = 32
+    train_steps: int = 300
+    eval_steps: int = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalThresholds:
+    """Evaluator gates: a model is blessed only if it passes both."""
+
+    # Overall accuracy the candidate must reach.
+    min_accuracy: float = 0.9
+    # How much accuracy may drop against the current blessed baseline
+    # (absolute; 0.02 = two points).
+    max_accuracy_drop: float = 0.02
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything `create_pipeline` needs. Paths are absolute after `load_config`."""
+
+    pipeline_name: str = "penguin"
+    # Root of all outputs: pipeline artifacts, ML Metadata, pushed models.
+    output_dir: str = "outputs"
+    # Folder holding one sub-folder per span: <data_root>/span-<N>/*.csv.
+    data_root: str = "data/penguins"
+    # Spans to train on; empty means every span present.
+    spans: Tuple[int, ...] = ()
+    # The curated schema that ExampleValidator and Transform use.
+    schema_path: str = "schema/schema.pbtxt"
+    # Hash of the schema file's content; `load_config` computes it, so that an
+    # edited schema is re-imported instead of served from the cache.
+    schema_fingerprint: str = ""
+    # Dotted paths of user code, resolved from the installed package.
+    preprocessing_fn: str = "models.preprocessing.preprocessing_fn"
+    run_fn: str = "models.trainer.run_fn"
+    hyperparameters: Hyperparameters = Hyperparameters()
+    thresholds: EvalThresholds = EvalThresholds()
+    # tf.distribute strategy for the Trainer: one of STRATEGIES.
+    strategy: str = "one_device"
+    # Hash buckets of the train/eval split.
+    train_buckets: int = 3
+    eval_buckets: int = 1
+    seed: int = 42
+    enable_cache: bool = True
+    # Extra Beam pipeline arguments for the components that run Beam.
+    beam_args: Tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_dir, "pipeline_root", self.pipeline_name)
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.output_dir, "metadata", self.pipeline_name, "metadata.db")
+
+    @property
+    def serving_model_dir(self) -> str:
+        return os.path.join(self.output_dir, "serving_model", self.pipeline_name)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """A JSON-ready dict; `load_config(overrides=config.to_dict())` rebuilds it."""
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """A stable hash of the config, recorded with every run."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None,
+                base_dir: Optional[str] = None, require_schema: bool = True) -> PipelineConfig:
+    """Builds and validates the config.
+
+    Args:
+      path: optional YAML or JSON file with any subset of the fields (nested for
+        `hyperparameters` and `thresholds`). Relative paths inside it are taken
+        relative to `base_dir`.
+      overrides: values that win over the file (e.g. from CLI flags or tests).
+      base_dir: directory relative paths are resolved against (default: cwd).
+      require_schema: whether the schema file must exist (not for `schema refresh`).
+
+    Raises:
+      ConfigError: on an unknown field, a wrong type or an invalid value.
+    """
+    values: Dict[str, Any] = {}
+    if path:
+        values = _merge(values, _read_file(path))
+    if overrides:
+        values = _merge(values, dict(overrides))
+    config = _build(PipelineConfig, values, "config")
+    config = _absolute_paths(config, base_dir or os.getcwd())
+    validate(config)
+    if require_schema and "://" not in config.schema_path and not os.path.isfile(config.schema_path):
+        raise ConfigError(f"schema_path {config.schema_path} does not exist; run the pipeline, "
+                          "then `tfxt schema refresh` to create it from SchemaGen's output.")
+    if os.path.isfile(config.schema_path):
+        with open(config.schema_path, "rb") as f:
+            config = dataclasses.replace(
+                config, schema_fingerprint=hashlib.sha256(f.read()).hexdigest()[:16])
+    return config
+
+
+def validate(config: PipelineConfig) -> None:
+    """Raises ConfigError naming the first invalid value."""
+    if config.strategy not in STRATEGIES:
+        raise ConfigError(
+            f"Unknown strategy {config.strategy!r}: choose one of {', '.join(STRATEGIES)}.")
+    hp = config.hyperparameters
+    for name in ("batch_size", "train_steps", "eval_steps"):
+        if getattr(hp, name) < 1:
+            raise ConfigError(f"hyperparameters.{name} must be at least 1, got {getattr(hp, name)}.")
+    if hp.learning_rate <= 0:
+        raise ConfigError(f"hyperparameters.learning_rate must be positive, got {hp.learning_rate}.")
+    if not hp.hidden_units or any(u < 1 for u in hp.hidden_units):
+        raise ConfigError(f"hyperparameters.hidden_units must be positive sizes, got {hp.hidden_units}.")
+    if not 0.0 <= config.thresholds.min_accuracy <= 1.0:
+        raise ConfigError("thresholds.min_accuracy must lie in [0, 1].")
+    if config.train_buckets < 1 or config.eval_buckets < 1:
+        raise ConfigError("train_buckets and eval_buckets must be at least 1.")
+    if not config.pipeline_name.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"pipeline_name {config.pipeline_name!r} may hold letters, digits, - and _ only.")
+    if "://" not in config.data_root:
+        _check_spans(config)
+
+
+def span_pattern(spans: Tuple[int, ...]) -> str:
+    """The ExampleGen file pattern (relative to data_root) that selects `spans`.
+
+    ExampleGen ingests one pattern as one Examples artifact, and glob has no
+    alternation, so a set of spans is written as one character class per digit;
+    `_check_spans` makes sure that class selects exactly the requested spans.
+    """
+    if not spans:
+        return "span-*/*.csv"
+    names = [str(s) for s in sorted(set(spans))]
+    if len({len(n) for n in names}) != 1:
+        raise ConfigError(f"spans {spans} have different digit counts; name spans of equal width.")
+    glob = "".join(
+        chars[0] if len(set(chars)) == 1 else "[" + "".join(sorted(set(chars))) + "]"
+        for chars in zip(*names))
+    return f"span-{glob}/*.csv"
+
+
+def available_spans(data_root: str) -> Tuple[int, ...]:
+    """The span numbers present under a local data_root."""
+    if not os.path.isdir(data_root):
+        return ()
+    spans = []
+    for name in os.listdir(data_root):
+        if name.startswith("span-") and name[5:].isdigit():
+            spans.append(int(name[5:]))
+    return tuple(sorted(spans))
+
+
+def _check_spans(config: PipelineConfig) -> None:
+    present = available_spans(config.data_root)
+    if not present:
+        raise ConfigError(f"data_root {config.data_root} holds no span-<N>/ folders with CSV files.")
+    wanted = tuple(sorted(set(config.spans))) or present
+    missing = sorted(set(wanted) - set(present))
+    if missing:
+        raise ConfigError(f"spans {missing} are not in {config.data_root} (present: {list(present)}).")
+    import fnmatch
+
+    selected = tuple(s for s in present
+                     if fnmatch.fnmatch(f"span-{s}/x.csv", span_pattern(config.spans)))
+    if selected != wanted:
+        raise ConfigError(
+            f"spans {list(wanted)} cannot be selected by one file pattern without also taking "
+            f"{sorted(set(selected) - set(wanted))}; choose a contiguous set of spans.")
+
+
+def _read_file(path: str) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise ConfigError(f"Config file {path} does not exist.")
+    with open(path) as f:
+        text = f.read()
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+    except Exception as e:  # noqa: BLE001 - any parse error is the user's file
+        raise ConfigError(f"Config file {path} is not valid: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of field names to values.")
+    return data
+
+
+def _merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), dict(value))
+        else:
+            merged[key] = value
+    return merged
+
+
+def _build(cls, values: Mapping[str, Any], where: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"Unknown field(s) in {where}: {', '.join(unknown)}. "
+                          f"Known: {', '.join(fields)}.")
+    kwargs = {}
+    for name, value in values.items():
+        default = getattr(cls(), name)
+        kwargs[name] = _coerce(value, default, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(default):
+        if isinstance(value, type(default)):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}.")
+        return _build(type(default), value, where)
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}.")
+        item_type = type(default[0]) if default else int
+        return tuple(_coerce(v, item_type(), where) for v in value)
+    if isinstance(default, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}.")
+        return value
+    if isinstance(default, (int, float)):
+        try:
+            number = type(default)(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, got {value!r}.") from None
+        if isinstance(default, int) and isinstance(value, float) and value != int(value):
+            raise ConfigError(f"{where} must be a whole number, got {value!r}.")
+        return number
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}.")
+        return value
+    return value
+
+
+def _absolute_paths(config: PipelineConfig, base_dir: str) -> PipelineConfig:
+    def absolute(path: str) -> str:
+        return path if "://" in path else os.path.abspath(os.path.join(base_dir, path))
+
+    return dataclasses.replace(
+        config,
+        output_dir=absolute(config.output_dir),
+        data_root=absolute(config.data_root),
+        schema_path=absolute(config.schema_path),
+    )

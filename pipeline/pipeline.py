@@ -1,0 +1,152 @@
+"""The canonical TFX pipeline, as one pure function of `PipelineConfig`.
+
+ExampleGen -> StatisticsGen -> SchemaGen / ImportSchemaGen (fingerprinted) -> ExampleValidator
+-> AnomaliesGate -> Transform -> Trainer -> Resolver -> Evaluator -> Pusher
+
+Every runner in `runners/` hands `create_pipeline(config)` to its orchestrator.
+Imports are the component modules themselves, not `tfx.v1`, which would pull in
+the Vertex AI client (about 10 s) in every process that builds the pipeline.
+"""
+
+from typing import List
+
+import tensorflow_model_analysis as tfma
+from tfx.components import (
+    CsvExampleGen,
+    Evaluator,
+    ExampleValidator,
+    Pusher,
+    SchemaGen,
+    StatisticsGen,
+    Trainer,
+    Transform,
+)
+from tfx.dsl.components.common import resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy,
+)
+from tfx.orchestration import pipeline as tfx_pipeline
+from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2
+from tfx.types import Channel
+from tfx.types.standard_artifacts import Model, ModelBlessing
+
+from models import features
+from pipeline import mlmd
+from pipeline.components import AnomaliesGate, FingerprintedImportSchemaGen
+from pipeline.config import PipelineConfig, span_pattern
+
+
+def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
+    """The pipeline described by `config`; it reads nothing else."""
+    example_gen = CsvExampleGen(
+        input_base=config.data_root,
+        input_config=example_gen_pb2.Input(splits=[
+            example_gen_pb2.Input.Split(name="single_split", pattern=span_pattern(config.spans)),
+        ]),
+        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
+            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
+        ])),
+    )
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
+    # SchemaGen's inferred schema is what `tfxt schema refresh` starts from;
+    # validation and Transform use the curated schema.
+    schema_gen = SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    import_schema_gen = FingerprintedImportSchemaGen(
+        schema_file=config.schema_path, schema_fingerprint=config.schema_fingerprint,
+    ).with_id("ImportSchemaGen")
+    curated_schema = import_schema_gen.outputs["schema"]
+    example_validator = ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=curated_schema)
+    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+    transform = Transform(
+        examples=example_gen.outputs["examples"],
+        schema=curated_schema,
+        preprocessing_fn=config.preprocessing_fn,
+    )
+    transform.add_upstream_node(anomalies_gate)
+    hp = config.hyperparameters
+    trainer = Trainer(
+        run_fn=config.run_fn,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=curated_schema,
+        train_args=trainer_pb2.TrainArgs(num_steps=hp.train_steps),
+        eval_args=trainer_pb2.EvalArgs(num_steps=hp.eval_steps),
+        custom_config={
+            "hyperparameters": {
+                "learning_rate": hp.learning_rate,
+                "hidden_units": list(hp.hidden_units),
+                "dropout": hp.dropout,
+                "batch_size": hp.batch_size,
+            },
+            "strategy": config.strategy,
+            "seed": config.seed,
+        },
+    )
+    model_resolver = resolver.Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=Model),
+        model_blessing=Channel(type=ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=eval_config(config),
+    )
+    pusher = Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(
+                base_directory=config.serving_model_dir)),
+    )
+    components: List = [
+        example_gen, statistics_gen, schema_gen, import_schema_gen, example_validator,
+        anomalies_gate, transform, trainer, model_resolver, evaluator, pusher,
+    ]
+    return tfx_pipeline.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=components,
+        enable_cache=config.enable_cache,
+        metadata_connection_config=mlmd.connection_config(config),
+        beam_pipeline_args=list(config.beam_args),
+    )
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """TFMA config: accuracy gates, per-class precision/recall, slices from `features`."""
+    thresholds = config.thresholds
+    accuracy_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": thresholds.min_accuracy}),
+        # A baseline exists from the second blessed run on; until then TFMA
+        # skips change thresholds.
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -thresholds.max_accuracy_drop}),
+    )
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name="serving_default",
+            label_key=features.transformed_name(features.LABEL_KEY),
+            prediction_key="scores",
+            preprocessing_function_names=["transform_features"],
+        )],
+        slicing_specs=[tfma.SlicingSpec()]
+        + [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_KEYS],
+        metrics_specs=[
+            tfma.MetricsSpec(metrics=[
+                tfma.MetricConfig(class_name="ExampleCount"),
+                tfma.MetricConfig(class_name="SparseCategoricalAccuracy",
+                                  threshold=accuracy_threshold),
+            ]),
+            tfma.MetricsSpec(
+                binarize=tfma.BinarizationOptions(
+                    class_ids={"values": list(range(len(features.LABEL_CLASSES)))}),
+                metrics=[tfma.MetricConfig(class_name="Precision"),
+                         tfma.MetricConfig(class_name="Recall")],
+            ),
+        ],
+    )

@@ -1,0 +1,81 @@
+"""Live progress of a pipeline run: which component is running and how long each took.
+
+TFX's local and Beam runners log "Component X is running." / "node X is
+running." through absl. `show_progress` listens for those lines and prints one
+short line per start and finish, so a user sees the run advance without
+reading TFX's own log.
+"""
+
+import contextlib
+import logging
+import os
+import re
+import sys
+import time
+from typing import Dict, Iterator, Optional, TextIO
+
+_STARTED = re.compile(r"^(?:Component|node) (\S+) is running\.$")
+_FINISHED = re.compile(r"^(?:Component|node) (\S+) is finished\.$")
+
+
+class ProgressHandler(logging.Handler):
+    """Turns the runners' start/finish log lines into progress lines."""
+
+    def __init__(self, stream: TextIO):
+        super().__init__(level=logging.INFO)
+        self.stream = stream
+        self.started: Dict[str, float] = {}
+        self.durations: Dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed foreign log record is not ours to raise
+            return
+        if match := _STARTED.match(message):
+            node = match.group(1)
+            self.started[node] = time.monotonic()
+            self._print(f"▶ {node} running ...")
+        elif match := _FINISHED.match(message):
+            node = match.group(1)
+            self.durations[node] = time.monotonic() - self.started.get(node, time.monotonic())
+            self._print(f"✓ {node} done in {self.durations[node]:.1f} s")
+
+    def _print(self, text: str) -> None:
+        self.stream.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def show_progress(stream: TextIO = sys.stdout,
+                  log_path: Optional[str] = None) -> Iterator[ProgressHandler]:
+    """Prints component progress while the block runs.
+
+    With `log_path`, TFX's full INFO log goes to that file and the console
+    keeps only warnings, so the progress lines stay readable.
+    """
+    handler = ProgressHandler(stream)
+    logger = logging.getLogger()  # absl logs through the root logger
+    previous_level = logger.level
+    quieted = []
+    added = [handler]
+    if log_path:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        file_handler = logging.FileHandler(log_path)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        added.append(file_handler)
+        for existing in logger.handlers:
+            quieted.append((existing, existing.level))
+            existing.setLevel(max(existing.level, logging.WARNING))
+    logger.setLevel(logging.INFO)
+    for new in added:
+        logger.addHandler(new)
+    try:
+        yield handler
+    finally:
+        for new in added:
+            logger.removeHandler(new)
+            new.close()
+        for existing, level in quieted:
+            existing.setLevel(level)
+        logger.setLevel(previous_level)

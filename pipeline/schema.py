@@ -1,0 +1,92 @@
+"""Refreshing the curated schema from SchemaGen's latest inference.
+
+`refresh_schema` is what `tfxt schema refresh` runs after pointing the template
+at new data: features SchemaGen found that the curated schema lacks are added
+as inferred, features no longer in the data are dropped, and curated entries
+(domains, presence constraints) of features still present are kept. The label
+is marked as absent in the SERVING environment.
+"""
+
+import os
+from typing import List
+
+from pipeline import mlmd
+from pipeline.config import PipelineConfig
+
+HEADER = """\
+# Curated schema (tensorflow_metadata Schema, text format).
+# ExampleValidator checks every span against it and Transform parses with it.
+# Written by `tfxt schema refresh` from SchemaGen's inference, keeping curated
+# entries; review the diff and tighten domains and presence constraints.
+"""
+
+
+def latest_inferred_schema_uri(config: PipelineConfig) -> str:
+    """URI of the newest SchemaGen output recorded in ML Metadata."""
+    store = mlmd.open_store(config)
+    for run_id in reversed(mlmd.run_ids(store, config.pipeline_name)):
+        for node in mlmd.run_executions(store, config.pipeline_name, run_id):
+            if node.node_id == "SchemaGen" and node.outputs.get("schema"):
+                return node.outputs["schema"][0].uri
+    raise LookupError(
+        f"No SchemaGen output for pipeline '{config.pipeline_name}' in {config.metadata_path}: "
+        "run the pipeline on the new data first (it stops at validation, after SchemaGen).")
+
+
+def refresh_schema(config: PipelineConfig) -> List[str]:
+    """Merges SchemaGen's latest schema into `config.schema_path`; returns what changed."""
+    from tensorflow_data_validation.utils import schema_util
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from models import features
+
+    inferred = schema_util.load_schema_text(
+        os.path.join(latest_inferred_schema_uri(config), "schema.pbtxt"))
+    curated = (schema_util.load_schema_text(config.schema_path)
+               if os.path.exists(config.schema_path) else schema_pb2.Schema())
+    merged, changes = merge_schemas(curated, inferred, features.LABEL_KEY)
+    from google.protobuf import text_format
+
+    os.makedirs(os.path.dirname(config.schema_path), exist_ok=True)
+    tmp = config.schema_path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(HEADER + text_format.MessageToString(merged))
+    os.replace(tmp, config.schema_path)
+    return changes
+
+
+def merge_schemas(curated, inferred, label_key: str):
+    """(merged schema, change lines): curated features kept, others as inferred."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    curated_features = {f.name: f for f in curated.feature}
+    inferred_names = [f.name for f in inferred.feature]
+    merged = schema_pb2.Schema()
+    changes = []
+    domains_needed = set()
+    for feature in inferred.feature:
+        source = curated_features.get(feature.name)
+        if source is not None and source.type == feature.type:
+            merged.feature.add().CopyFrom(source)
+            changes.append(f"kept curated   {feature.name}")
+        else:
+            new = merged.feature.add()
+            new.CopyFrom(feature)
+            changes.append(f"{'retyped' if source is not None else 'added':<14} {feature.name}")
+        if merged.feature[-1].HasField("domain"):
+            domains_needed.add(merged.feature[-1].domain)
+    for name in curated_features:
+        if name not in inferred_names:
+            changes.append(f"removed        {name}")
+    domains = {d.name: d for d in inferred.string_domain}
+    domains.update({d.name: d for d in curated.string_domain})
+    for name in sorted(domains_needed):
+        if name in domains:
+            merged.string_domain.add().CopyFrom(domains[name])
+    merged.default_environment[:] = ["TRAINING", "SERVING"]
+    for feature in merged.feature:
+        if feature.name == label_key and "SERVING" not in feature.not_in_environment:
+            feature.not_in_environment.append("SERVING")
+    if label_key not in inferred_names:
+        changes.append(f"warning: the label '{label_key}' (models/features.py) is not in the data")
+    return merged, changes

@@ -1,0 +1,166 @@
+"""The end-of-run summary, read back from ML Metadata.
+
+`summarize` returns a `RunSummary` (tests assert on it); `format_summary` turns
+it into the text a user sees after `make run`. Everything comes from the store
+and the artifacts it points to, so the summary is the same whichever
+orchestrator ran the pipeline.
+"""
+
+import dataclasses
+import os
+from typing import Dict, List, Optional, Tuple
+
+from pipeline import mlmd
+from pipeline.anomalies import Anomaly, read_anomalies
+from pipeline.config import PipelineConfig
+
+ACCURACY = "sparse_categorical_accuracy"
+
+
+@dataclasses.dataclass
+class RunSummary:
+    run_id: str
+    nodes: List[mlmd.NodeExecution]
+    anomalies: List[Anomaly]
+    # slice name ("Overall", "island:Biscoe", ...) -> metric name -> value
+    metrics: Dict[str, Dict[str, float]]
+    blessed: Optional[bool]
+    blessing_reasons: List[str]
+    pushed_version: Optional[str]
+    pushed_path: Optional[str]
+
+    @property
+    def succeeded(self) -> bool:
+        return bool(self.nodes) and all(n.state in ("COMPLETE", "CACHED") for n in self.nodes)
+
+    def node(self, node_id: str) -> Optional[mlmd.NodeExecution]:
+        return next((n for n in self.nodes if n.node_id == node_id), None)
+
+
+def summarize(config: PipelineConfig, run_id: Optional[str] = None) -> Optional[RunSummary]:
+    """The summary of run `run_id` (default: the latest), or None if there is none."""
+    store = mlmd.open_store(config)
+    ids = mlmd.run_ids(store, config.pipeline_name)
+    if not ids:
+        return None
+    run_id = run_id or ids[-1]
+    nodes = mlmd.run_executions(store, config.pipeline_name, run_id)
+    summary = RunSummary(run_id, nodes, [], {}, None, [], None, None)
+    validator = summary.node("ExampleValidator")
+    if validator and validator.outputs.get("anomalies"):
+        summary.anomalies = read_anomalies(validator.outputs["anomalies"][0].uri)
+    evaluator = summary.node("Evaluator")
+    if evaluator and evaluator.outputs.get("evaluation"):
+        summary.metrics = read_metrics(evaluator.outputs["evaluation"][0].uri)
+        summary.blessing_reasons = read_validation(evaluator.outputs["evaluation"][0].uri)
+    if evaluator and evaluator.outputs.get("blessing"):
+        blessing = evaluator.outputs["blessing"][0]
+        summary.blessed = blessing.custom_properties["blessed"].int_value == 1
+    pusher = summary.node("Pusher")
+    if pusher and pusher.outputs.get("pushed_model"):
+        pushed = pusher.outputs["pushed_model"][0].custom_properties
+        if pushed.get("pushed") and pushed["pushed"].int_value == 1:
+            summary.pushed_version = pushed["pushed_version"].string_value
+            summary.pushed_path = pushed["pushed_destination"].string_value
+    return summary
+
+
+def read_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
+    """TFMA metrics per slice, keyed by a readable slice name."""
+    import tensorflow_model_analysis as tfma
+
+    result: Dict[str, Dict[str, float]] = {}
+    for metrics_for_slice in tfma.load_metrics(evaluation_uri):
+        name = _slice_name(metrics_for_slice.slice_key)
+        values = result.setdefault(name, {})
+        for kv in metrics_for_slice.metric_keys_and_values:
+            if kv.key.is_diff or not kv.value.HasField("double_value"):
+                continue
+            metric = kv.key.name
+            if kv.key.sub_key.HasField("class_id"):
+                metric = f"{metric}/class_{kv.key.sub_key.class_id.value}"
+            values[metric] = kv.value.double_value.value
+    return result
+
+
+def read_validation(evaluation_uri: str) -> List[str]:
+    """Why TFMA's validation failed, one line per failed threshold (empty if it passed)."""
+    import tensorflow_model_analysis as tfma
+
+    if not os.path.exists(os.path.join(evaluation_uri, "validations")) and not any(
+            name.startswith("validations") for name in os.listdir(evaluation_uri)):
+        return []
+    result = tfma.load_validation_result(evaluation_uri)
+    reasons = []
+    for per_slice in result.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            reasons.append(f"{failure.metric_key.name}"
+                           f"{' (change vs baseline)' if failure.metric_key.is_diff else ''}"
+                           f" = {failure.metric_value.double_value.value:.4f} "
+                           f"fails {failure.message or 'its threshold'}")
+    return reasons
+
+
+def _slice_name(slice_key) -> str:
+    parts = []
+    for single in slice_key.single_slice_keys:
+        value = single.bytes_value.decode() if single.HasField("bytes_value") else (
+            single.int64_value if single.HasField("int64_value") else single.float_value)
+        parts.append(f"{single.column}:{value}")
+    return ", ".join(parts) or "Overall"
+
+
+def format_summary(summary: RunSummary, config: Optional[PipelineConfig] = None) -> str:
+    """The human-readable summary printed at the end of a run."""
+    lines = [f"Run {summary.run_id}", "", f"  {'component':<34} {'status':<9} {'seconds':>8}"]
+    for node in summary.nodes:
+        lines.append(f"  {node.node_id:<34} {node.state:<9} {node.seconds:>8.1f}")
+    total = sum(n.seconds for n in summary.nodes)
+    lines.append(f"  {'total':<34} {'':<9} {total:>8.1f}")
+    lines.append("")
+    if summary.anomalies:
+        lines.append(f"Anomalies: {len(summary.anomalies)}")
+        lines += [f"  split '{a.split}', column '{a.column}': {a.description}" for a in summary.anomalies]
+    else:
+        lines.append("Anomalies: none")
+    if summary.metrics:
+        lines.append("")
+        lines.append("Evaluation (eval split):")
+        for slice_name, values in _ordered_slices(summary.metrics):
+            accuracy = values.get(ACCURACY)
+            count = values.get("example_count")
+            lines.append(f"  {slice_name:<28} accuracy {accuracy:.3f}  examples {count:.0f}"
+                         if accuracy is not None and count is not None else f"  {slice_name}")
+        per_class = _per_class(summary.metrics.get("Overall", {}))
+        for class_id, (precision, recall) in per_class.items():
+            lines.append(f"  class {class_id:<22} precision {precision:.3f}  recall {recall:.3f}")
+    lines.append("")
+    if summary.blessed is None:
+        lines.append("Blessed: not evaluated (the run stopped before the Evaluator)")
+    elif summary.blessed:
+        why = ""
+        if config:
+            why = (f" (accuracy >= {config.thresholds.min_accuracy} and no drop over "
+                   f"{config.thresholds.max_accuracy_drop} against the baseline)")
+        lines.append(f"Blessed: yes{why}")
+    else:
+        lines.append("Blessed: no")
+        lines += [f"  {reason}" for reason in summary.blessing_reasons]
+    if summary.pushed_version:
+        lines.append(f"Pushed: version {summary.pushed_version} to {summary.pushed_path}")
+    else:
+        lines.append("Pushed: no (the serving directory is unchanged)")
+    return "\n".join(lines)
+
+
+def _ordered_slices(metrics: Dict[str, Dict[str, float]]) -> List[Tuple[str, Dict[str, float]]]:
+    return sorted(metrics.items(), key=lambda item: (item[0] != "Overall", item[0]))
+
+
+def _per_class(values: Dict[str, float]) -> Dict[int, Tuple[float, float]]:
+    result = {}
+    for name, value in values.items():
+        if name.startswith("precision/class_"):
+            class_id = int(name.rsplit("_", 1)[1])
+            result[class_id] = (value, values.get(f"recall/class_{class_id}", float("nan")))
+    return dict(sorted(result.items()))

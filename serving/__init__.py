@@ -1,0 +1,1 @@
+"""Serving: TF Serving configuration, clients and a compatible local server."""

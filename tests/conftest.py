@@ -1,18 +1,75 @@
 """Shared fixtures. Pipeline runs cost tens of seconds, so end-to-end tests share
-session-scoped runs instead of starting their own."""
+session-scoped runs instead of starting their own.
 
+`run_pipeline` starts a runner file in a subprocess, exactly as a user would
+(`TFXT_CONFIG=<file> python runners/local_runner.py`), with every output in a
+temporary directory. `pushed_pipeline` is the one default run on the bundled
+data that serving, edge and tracking tests build on.
+"""
+
+import dataclasses
 import os
+import subprocess
+import sys
+from typing import Any, Dict, Optional
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from pipeline.config import PipelineConfig, load_config  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_ROOT = os.path.join(REPO_ROOT, "data", "penguins")
 SCHEMA_PATH = os.path.join(REPO_ROOT, "schema", "schema.pbtxt")
+# Generous: a run takes about two minutes alone, more while other work shares the CPU.
+RUN_TIMEOUT_SECONDS = 1200
+
+
+@dataclasses.dataclass
+class PipelineRun:
+    """One finished runner process: its config, exit code and console output."""
+
+    config: PipelineConfig
+    config_path: str
+    returncode: int
+    output: str
+
+
+def write_config(directory: str, values: Dict[str, Any], name: str = "config.yaml") -> str:
+    """Writes a config file whose outputs go to `directory`; returns its path."""
+    values = {"output_dir": os.path.join(directory, "outputs"), "data_root": DATA_ROOT,
+              "schema_path": SCHEMA_PATH, **values}
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        yaml.safe_dump(values, f)
+    return path
+
+
+def run_pipeline(directory: str, values: Optional[Dict[str, Any]] = None,
+                 runner: str = "runners/local_runner.py", config_path: Optional[str] = None,
+                 extra_env: Optional[Dict[str, str]] = None) -> PipelineRun:
+    """Runs `runner` in a subprocess with a config writing under `directory`."""
+    config_path = config_path or write_config(directory, values or {})
+    env = {**os.environ, "TFXT_CONFIG": config_path, **(extra_env or {})}
+    process = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, runner)], cwd=directory, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=RUN_TIMEOUT_SECONDS)
+    return PipelineRun(load_config(config_path, base_dir=directory), config_path,
+                       process.returncode, process.stdout)
 
 
 @pytest.fixture(scope="session")
 def repo_root() -> str:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def pushed_pipeline(tmp_path_factory) -> PipelineRun:
+    """The default pipeline, run once on the bundled data; it must have pushed a model."""
+    run = run_pipeline(str(tmp_path_factory.mktemp("pushed_pipeline")))
+    assert run.returncode == 0, run.output[-5000:]
+    return run

@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
-export TF_CPP_MIN_LOG_LEVEL := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+# Google client libraries warn about Python 3.10 support on every import.
+export PYTHONWARNINGS := ignore::FutureWarning
 export PYTHONUNBUFFERED := 1
 
 # Python 3.10 (TFX 1.16 supports no newer Python): PYTHON310, else the first one found.

@@ -82,7 +82,8 @@ def raw_to_sparse(columns, raw_spec):
             values = column
         else:
             present = tf.logical_not(tf.math.is_nan(column))
-            values = tf.cast(tf.round(column), spec.dtype) if spec.dtype.is_integer else tf.cast(column, spec.dtype)
+            rounded = tf.round(column) if spec.dtype.is_integer else column
+            values = tf.cast(rounded, spec.dtype)
         if isinstance(spec, tf.io.VarLenFeature):
             indices = tf.where(present)
             batch = tf.shape(column, out_type=tf.int64)[0]

@@ -15,7 +15,8 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 from tfx_bsl.public import tfxio  # noqa: E402
 
-from models import distribution, features, model as model_lib, signatures  # noqa: E402
+from models import distribution, features, signatures  # noqa: E402
+from models import model as model_lib
 from pipeline.config import Hyperparameters  # noqa: E402
 
 

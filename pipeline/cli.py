@@ -52,9 +52,10 @@ def main() -> None:
 def run(config_path, overrides) -> None:
     """Run the whole pipeline locally (LocalDagRunner) with progress and a summary."""
     config = config_from_options(config_path, overrides)
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
     from pipeline.pipeline import create_pipeline
     from pipeline.run import run_and_report
-    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     sys.exit(run_and_report(config, lambda: LocalDagRunner().run(create_pipeline(config))))
 

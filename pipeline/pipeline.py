@@ -15,7 +15,6 @@ from tfx.components import (
     CsvExampleGen,
     Evaluator,
     ExampleValidator,
-    Pusher,
     SchemaGen,
     StatisticsGen,
     Trainer,
@@ -34,6 +33,7 @@ from models import features
 from pipeline import mlmd
 from pipeline.components import AnomaliesGate, FingerprintedImportSchemaGen
 from pipeline.config import PipelineConfig, span_pattern
+from pipeline.pusher import ServingPusher
 
 
 def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
@@ -95,13 +95,13 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config),
     )
-    pusher = Pusher(
+    pusher = ServingPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=config.serving_model_dir)),
-    )
+    ).with_id("Pusher")
     components: List = [
         example_gen, statistics_gen, schema_gen, import_schema_gen, example_validator,
         anomalies_gate, transform, trainer, model_resolver, evaluator, pusher,

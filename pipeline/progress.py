@@ -52,7 +52,7 @@ def show_progress(stream: TextIO = sys.stdout,
     """Prints component progress while the block runs.
 
     With `log_path`, TFX's full INFO log goes to that file and the console
-    keeps only warnings, so the progress lines stay readable.
+    keeps only errors, so the progress lines stay readable.
     """
     handler = ProgressHandler(stream)
     logger = logging.getLogger()  # absl logs through the root logger
@@ -64,9 +64,10 @@ def show_progress(stream: TextIO = sys.stdout,
         file_handler = logging.FileHandler(log_path)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         added.append(file_handler)
-        for existing in logger.handlers:
+        # absl logs through the root logger; TensorFlow has its own console handler.
+        for existing in logger.handlers + logging.getLogger("tensorflow").handlers:
             quieted.append((existing, existing.level))
-            existing.setLevel(max(existing.level, logging.WARNING))
+            existing.setLevel(max(existing.level, logging.ERROR))
     logger.setLevel(logging.INFO)
     for new in added:
         logger.addHandler(new)

@@ -28,6 +28,10 @@ class RunSummary:
     blessing_reasons: List[str]
     pushed_version: Optional[str]
     pushed_path: Optional[str]
+    # True when the blessed model was already served and not copied again.
+    already_serving: bool = False
+    # Label class names by class id, from Transform's label vocabulary.
+    class_names: List[str] = dataclasses.field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -62,7 +66,23 @@ def summarize(config: PipelineConfig, run_id: Optional[str] = None) -> Optional[
         if pushed.get("pushed") and pushed["pushed"].int_value == 1:
             summary.pushed_version = pushed["pushed_version"].string_value
             summary.pushed_path = pushed["pushed_destination"].string_value
+            summary.already_serving = (pushed.get("already_serving") is not None
+                                       and pushed["already_serving"].int_value == 1)
+    transform = summary.node("Transform")
+    if transform and transform.outputs.get("transform_graph"):
+        summary.class_names = read_class_names(transform.outputs["transform_graph"][0].uri)
     return summary
+
+
+def read_class_names(transform_graph_uri: str) -> List[str]:
+    """Label class names in class-id order, from Transform's label vocabulary file."""
+    from models import features
+
+    path = os.path.join(transform_graph_uri, "transform_fn", "assets", features.LABEL_VOCABULARY)
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
 
 
 def read_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
@@ -133,7 +153,9 @@ def format_summary(summary: RunSummary, config: Optional[PipelineConfig] = None)
                          if accuracy is not None and count is not None else f"  {slice_name}")
         per_class = _per_class(summary.metrics.get("Overall", {}))
         for class_id, (precision, recall) in per_class.items():
-            lines.append(f"  class {class_id:<22} precision {precision:.3f}  recall {recall:.3f}")
+            name = (summary.class_names[class_id] if class_id < len(summary.class_names)
+                    else f"class {class_id}")
+            lines.append(f"  {name:<28} precision {precision:.3f}  recall {recall:.3f}")
     lines.append("")
     if summary.blessed is None:
         lines.append("Blessed: not evaluated (the run stopped before the Evaluator)")
@@ -146,7 +168,10 @@ def format_summary(summary: RunSummary, config: Optional[PipelineConfig] = None)
     else:
         lines.append("Blessed: no")
         lines += [f"  {reason}" for reason in summary.blessing_reasons]
-    if summary.pushed_version:
+    if summary.pushed_version and summary.already_serving:
+        lines.append(f"Pushed: not again; this model is already served as version "
+                     f"{summary.pushed_version} ({summary.pushed_path})")
+    elif summary.pushed_version:
         lines.append(f"Pushed: version {summary.pushed_version} to {summary.pushed_path}")
     else:
         lines.append("Pushed: no (the serving directory is unchanged)")

@@ -1,0 +1,87 @@
+"""The typed config: defaults, files, overrides and the clear errors a user gets."""
+
+import dataclasses
+import os
+
+import pytest
+
+from pipeline.config import ConfigError, PipelineConfig, load_config, span_pattern
+from tests.conftest import DATA_ROOT, REPO_ROOT, SCHEMA_PATH
+
+
+def _load(tmp_path, **overrides):
+    return load_config(overrides={"data_root": DATA_ROOT, "schema_path": SCHEMA_PATH, **overrides},
+                       base_dir=str(tmp_path))
+
+
+def test_defaults_resolve_paths_and_fingerprint_the_schema(tmp_path):
+    config = load_config(base_dir=REPO_ROOT)
+    assert config.data_root == DATA_ROOT
+    assert config.output_dir == os.path.join(REPO_ROOT, "outputs")
+    assert config.pipeline_root.startswith(config.output_dir)
+    assert len(config.schema_fingerprint) == 16
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.strategy = "mirrored"
+
+
+def test_file_values_and_overrides_nest_and_coerce(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("hyperparameters:\n  train_steps: 7\n  hidden_units: [4]\nspans: [2008, 2009]\n")
+    config = load_config(str(path), {"hyperparameters": {"learning_rate": "0.5"},
+                                     "data_root": DATA_ROOT, "schema_path": SCHEMA_PATH},
+                         base_dir=str(tmp_path))
+    assert config.hyperparameters.train_steps == 7
+    assert config.hyperparameters.hidden_units == (4,)
+    assert config.hyperparameters.learning_rate == 0.5
+    assert config.hyperparameters.batch_size == PipelineConfig().hyperparameters.batch_size
+    assert config.spans == (2008, 2009)
+
+
+def test_fingerprint_changes_with_any_value(tmp_path):
+    a, b = _load(tmp_path), _load(tmp_path, seed=7)
+    assert a.fingerprint() == _load(tmp_path).fingerprint()
+    assert a.fingerprint() != b.fingerprint()
+    assert load_config(overrides=a.to_dict()) == a
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"strategy": "tpu_pod"}, "Unknown strategy 'tpu_pod'"),
+    ({"trainig_steps": 3}, "Unknown field(s) in config: trainig_steps"),
+    ({"hyperparameters": {"train_steps": "many"}}, "hyperparameters.train_steps must be a number"),
+    ({"hyperparameters": {"train_steps": 0}}, "hyperparameters.train_steps must be at least 1"),
+    ({"hyperparameters": {"learning_rate": -1}}, "learning_rate must be positive"),
+    ({"thresholds": {"min_accuracy": 2}}, "min_accuracy must lie in [0, 1]"),
+    ({"enable_cache": "perhaps"}, "enable_cache must be true or false"),
+    ({"spans": [2010]}, "spans [2010] are not in"),
+    ({"pipeline_name": "my pipeline"}, "pipeline_name 'my pipeline'"),
+])
+def test_bad_values_name_the_field(tmp_path, overrides, message):
+    with pytest.raises(ConfigError) as error:
+        _load(tmp_path, **overrides)
+    assert message in str(error.value)
+
+
+def test_missing_files_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="Config file .* does not exist"):
+        load_config(str(tmp_path / "nope.yaml"))
+    with pytest.raises(ConfigError, match="holds no span-<N>/ folders"):
+        _load(tmp_path, data_root=str(tmp_path))
+    with pytest.raises(ConfigError, match="schema refresh"):
+        _load(tmp_path, schema_path=str(tmp_path / "schema.pbtxt"))
+    (tmp_path / "bad.yaml").write_text("- a list\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(str(tmp_path / "bad.yaml"))
+
+
+def test_spans_one_pattern_cannot_select_are_refused(tmp_path):
+    for span in (17, 18, 27, 28):
+        (tmp_path / f"span-{span}").mkdir()
+    with pytest.raises(ConfigError, match=r"one file pattern without also taking \[18, 27\]"):
+        _load(tmp_path, data_root=str(tmp_path), spans=[17, 28])
+    assert _load(tmp_path, data_root=str(tmp_path), spans=[17, 18]).spans == (17, 18)
+
+
+def test_span_pattern_selects_exactly_the_requested_spans():
+    assert span_pattern(()) == "span-*/*.csv"
+    assert span_pattern((2008, 2009)) == "span-200[89]/*.csv"
+    assert span_pattern((2007,)) == "span-2007/*.csv"

@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Dict, Iterator, Optional, TextIO
 
+from absl import logging as absl_logging
+
 _STARTED = re.compile(r"^(?:Component|node) (\S+) is running\.$")
 _FINISHED = re.compile(r"^(?:Component|node) (\S+) is finished\.$")
 
@@ -69,6 +71,12 @@ def show_progress(stream: TextIO = sys.stdout,
             quieted.append((existing, existing.level))
             existing.setLevel(max(existing.level, logging.ERROR))
     logger.setLevel(logging.INFO)
+    # TFX logs progress at INFO through absl. When some library parses absl
+    # flags mid-run (Transform's Beam pipeline does), absl resets its logger to
+    # the `verbosity` flag, WARNING by default, and progress would go silent:
+    # setting the flag itself keeps INFO for the whole run.
+    previous_verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.INFO)
     for new in added:
         logger.addHandler(new)
     try:
@@ -80,3 +88,4 @@ def show_progress(stream: TextIO = sys.stdout,
         for existing, level in quieted:
             existing.setLevel(level)
         logger.setLevel(previous_level)
+        absl_logging.set_verbosity(previous_verbosity)

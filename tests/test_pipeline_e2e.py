@@ -1,0 +1,234 @@
+"""End to end: the local runner on the bundled data, checked through ML Metadata and artifacts.
+
+All tests share the session's `pushed_pipeline` run; the unchanged re-run and the bad-data and
+weak-model runs each add one run on top of it (the latter two in a copy of its outputs, so the
+shared serving directory is never touched by a run that must not push).
+"""
+
+import csv
+import glob
+import io
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_data_validation.utils import schema_util
+
+from models import features, signatures
+from pipeline.config import load_config
+from pipeline.pusher import model_fingerprint
+from pipeline.summary import summarize
+from tests.conftest import DATA_ROOT, SCHEMA_PATH, run_pipeline
+from tests.test_pipeline_wiring import CANONICAL_ORDER
+
+pytestmark = pytest.mark.e2e
+
+
+def _serving_state(serving_model_dir):
+    """version -> content hash of every version in the serving directory."""
+    versions = sorted(v for v in os.listdir(serving_model_dir) if v.isdigit())
+    return {v: model_fingerprint(os.path.join(serving_model_dir, v)) for v in versions}
+
+
+def test_first_run_executes_every_component(pushed_pipeline):
+    summary = summarize(pushed_pipeline.config)
+    states = {n.node_id: n.state for n in summary.nodes}
+    assert set(CANONICAL_ORDER) <= set(states)
+    assert all(state == "COMPLETE" for state in states.values()), states
+    assert summary.node("Trainer").seconds > 0
+
+
+def test_model_is_blessed_and_pushed_as_an_integer_version(pushed_pipeline):
+    config = pushed_pipeline.config
+    summary = summarize(config)
+    assert summary.blessed is True and not summary.blessing_reasons
+    assert summary.pushed_version.isdigit()
+    assert summary.pushed_path == os.path.join(config.serving_model_dir, summary.pushed_version)
+    assert os.path.isfile(os.path.join(summary.pushed_path, "saved_model.pb"))
+    assert list(_serving_state(config.serving_model_dir)) == [summary.pushed_version]
+
+
+def test_evaluation_covers_overall_slices_and_classes(pushed_pipeline):
+    summary = summarize(pushed_pipeline.config)
+    overall = summary.metrics["Overall"]
+    assert overall["sparse_categorical_accuracy"] >= pushed_pipeline.config.thresholds.min_accuracy
+    islands = {name for name in summary.metrics if name.startswith("island:")}
+    assert islands == {"island:Biscoe", "island:Dream", "island:Torgersen"}
+    assert {"sex:female", "sex:male"} <= set(summary.metrics)
+    sliced = sum(summary.metrics[name]["example_count"] for name in islands)
+    assert sliced == overall["example_count"]
+    assert sorted(summary.class_names) == sorted(features.LABEL_CLASSES)
+    for class_id in range(len(features.LABEL_CLASSES)):
+        assert 0.0 <= overall[f"recall/class_{class_id}"] <= 1.0
+
+
+def test_console_shows_progress_and_the_summary(pushed_pipeline):
+    output = pushed_pipeline.output
+    for component in ("CsvExampleGen", "Transform", "Trainer", "Evaluator", "Pusher"):
+        assert f"▶ {component} running" in output
+        assert f"✓ {component} done in" in output
+    summary = summarize(pushed_pipeline.config)
+    assert f"Pushed: version {summary.pushed_version}" in output
+    assert "Blessed: yes" in output and "Anomalies: none" in output
+
+
+def _raw_rows(n=6):
+    with open(os.path.join(DATA_ROOT, "span-2009", "penguins.csv")) as f:
+        return list(csv.DictReader(f))[:n]
+
+
+def _example(row):
+    """A tf.Example of a CSV row, typed as the schema types each column (missing = absent)."""
+    schema = schema_util.load_schema_text(SCHEMA_PATH)
+    integer = {f.name for f in schema.feature if f.type == schema_util.schema_pb2.INT}
+    feature = {}
+    for key in features.NUMERIC_FEATURE_KEYS:
+        if row[key] and key in integer:
+            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(row[key])]))
+        elif row[key]:
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(row[key])]))
+    for key in features.CATEGORICAL_FEATURE_KEYS:
+        if row[key]:
+            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[row[key].encode()]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_pushed_model_serves_examples_and_raw_features_alike(pushed_pipeline):
+    summary = summarize(pushed_pipeline.config)
+    model = tf.saved_model.load(summary.pushed_path)
+    assert {signatures.SERVING_DEFAULT, signatures.SERVING_RAW, signatures.TRANSFORM_FEATURES} <= set(
+        model.signatures)
+    rows = _raw_rows() + [{**_raw_rows(1)[0], "bill_length_mm": "", "sex": ""}]
+    by_example = model.signatures[signatures.SERVING_DEFAULT](
+        examples=tf.constant([_example(r) for r in rows]))
+    raw = {k: tf.constant([float(r[k]) if r[k] else float("nan") for r in rows], tf.float32)
+           for k in features.NUMERIC_FEATURE_KEYS}
+    raw.update({k: tf.constant([r[k] for r in rows]) for k in features.CATEGORICAL_FEATURE_KEYS})
+    by_raw = model.signatures[signatures.SERVING_RAW](**raw)
+    np.testing.assert_allclose(by_example["scores"].numpy(), by_raw["scores"].numpy(), atol=1e-6)
+    predicted = [c.decode() for c in by_raw["predicted_class"].numpy()]
+    assert predicted[:-1] == [r[features.LABEL_KEY] for r in rows[:-1]]
+    assert set(c.decode() for c in by_example["classes"].numpy()[0]) == set(features.LABEL_CLASSES)
+
+
+@pytest.fixture(scope="module")
+def rerun(pushed_pipeline):
+    before = _serving_state(pushed_pipeline.config.serving_model_dir)
+    run = run_pipeline(os.path.dirname(pushed_pipeline.config_path),
+                       config_path=pushed_pipeline.config_path)
+    assert run.returncode == 0, run.output[-3000:]
+    return before, run
+
+
+def test_unchanged_rerun_reuses_the_cache_and_pushes_nothing_new(rerun):
+    before, run = rerun
+    summary = summarize(run.config)
+    states = {n.node_id: n.state for n in summary.nodes}
+    upstream = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
+                "AnomaliesGate", "Transform", "Trainer"]
+    assert all(states[node] == "CACHED" for node in upstream), states
+    # The Evaluator sees a new baseline (the model itself); the Pusher then finds it already served.
+    assert summary.blessed is True and summary.already_serving
+    assert summary.pushed_version == list(before)[-1]
+    assert _serving_state(run.config.serving_model_dir) == before
+    assert "already served as version" in run.output
+
+
+@pytest.fixture(scope="module")
+def baseline_copy(pushed_pipeline, tmp_path_factory):
+    """A copy of the pushed run's outputs, so runs that must not push cannot harm the shared one."""
+    directory = tmp_path_factory.mktemp("baseline_copy")
+    shutil.copytree(pushed_pipeline.config.output_dir, directory / "outputs")
+    return directory
+
+
+def _run_in_process(directory, data_root, **overrides):
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    from pipeline.pipeline import create_pipeline
+    from pipeline.run import run_and_report
+
+    config = load_config(overrides={"output_dir": str(directory / "outputs"), "data_root": str(data_root),
+                                    **overrides}, base_dir=str(directory))
+    stream = io.StringIO()
+    code = run_and_report(config, lambda: LocalDagRunner().run(create_pipeline(config)), stream)
+    return config, code, stream.getvalue()
+
+
+def _bad_data(directory, edit):
+    """The bundled spans with `edit(rows, header)` applied to span-2009."""
+    data_root = directory / "data"
+    shutil.copytree(DATA_ROOT, data_root, dirs_exist_ok=True)
+    path = data_root / "span-2009" / "penguins.csv"
+    with open(path) as f:
+        reader = csv.DictReader(f)
+        header, rows = list(reader.fieldnames), list(reader)
+    header = edit(rows, header)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, header, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return data_root
+
+
+def _drop_column(rows, header):
+    return [h for h in header if h != "body_mass_g"]
+
+
+def _non_numeric(rows, header):
+    rows[3]["bill_length_mm"] = "thirty-nine"
+    return header
+
+
+def _unseen_category(rows, header):
+    rows[5]["island"] = "Atlantis"
+    return header
+
+
+@pytest.mark.parametrize("edit, column", [
+    (_drop_column, "body_mass_g"),
+    (_non_numeric, "bill_length_mm"),
+    (_unseen_category, "island"),
+], ids=["missing-column", "non-numeric-value", "unseen-category"])
+def test_bad_data_stops_before_training_and_keeps_the_pushed_model(baseline_copy, tmp_path, edit, column):
+    serving_dir = str(baseline_copy / "outputs" / "serving_model" / "penguin")
+    before = _serving_state(serving_dir)
+    config, code, output = _run_in_process(baseline_copy, _bad_data(tmp_path, edit))
+    assert code == 1
+    assert f"column '{column}'" in output and "Run FAILED" in output
+    assert "Traceback" not in output
+    summary = summarize(config)
+    states = {n.node_id: n.state for n in summary.nodes}
+    assert states["ExampleValidator"] == "COMPLETE" and states["AnomaliesGate"] == "FAILED"
+    assert {"Transform", "Trainer", "Evaluator", "Pusher"}.isdisjoint(states)
+    assert any(a.column == column for a in summary.anomalies)
+    assert _serving_state(serving_dir) == before
+
+
+def test_weak_model_is_not_pushed(baseline_copy):
+    serving_dir = str(baseline_copy / "outputs" / "serving_model" / "penguin")
+    before = _serving_state(serving_dir)
+    config, code, output = _run_in_process(
+        baseline_copy, DATA_ROOT, hyperparameters={"train_steps": 1, "learning_rate": 0.0001})
+    assert code == 0, output[-3000:]
+    summary = summarize(config)
+    states = {n.node_id: n.state for n in summary.nodes}
+    assert states["Transform"] == "CACHED" and states["Trainer"] == "COMPLETE"
+    assert summary.blessed is False and summary.pushed_version is None
+    assert any("sparse_categorical_accuracy" in reason for reason in summary.blessing_reasons)
+    assert "Blessed: no" in output and "Pushed: no" in output
+    assert _serving_state(serving_dir) == before
+
+
+def test_tfxt_summary_reads_a_past_run(pushed_pipeline):
+    import subprocess
+    import sys
+
+    process = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "tfxt"), "summary", "--config",
+         pushed_pipeline.config_path], capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "Evaluation (eval split):" in process.stdout
+    assert glob.glob(os.path.join(pushed_pipeline.config.output_dir, "logs", "*.log"))

@@ -1,0 +1,104 @@
+"""The pipeline's components and their wiring, without running anything."""
+
+import pytest
+from tfx.proto import pusher_pb2
+
+from models import features
+from pipeline.config import load_config
+from pipeline.pipeline import create_pipeline, eval_config
+from tests.conftest import DATA_ROOT, SCHEMA_PATH
+
+CANONICAL_ORDER = [
+    "CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
+    "AnomaliesGate", "Transform", "Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher",
+]
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    return load_config(overrides={"data_root": DATA_ROOT, "schema_path": SCHEMA_PATH,
+                                  "output_dir": str(tmp_path_factory.mktemp("wiring")),
+                                  "hyperparameters": {"train_steps": 11, "hidden_units": [5, 3]}})
+
+
+@pytest.fixture(scope="module")
+def components(config):
+    return {c.id: c for c in create_pipeline(config).components}
+
+
+def _producer(channel):
+    return channel.producer_component_id
+
+
+def test_every_canonical_component_is_present(components):
+    assert set(CANONICAL_ORDER) <= set(components)
+
+
+def test_components_are_topologically_ordered(config):
+    ids = [c.id for c in create_pipeline(config).components]
+    for component in create_pipeline(config).components:
+        for upstream in component.upstream_nodes:
+            assert ids.index(upstream.id) < ids.index(component.id), (upstream.id, component.id)
+
+
+def test_data_flows_through_validation_and_the_curated_schema(components):
+    validator, transform = components["ExampleValidator"], components["Transform"]
+    assert _producer(validator.inputs["statistics"]) == "StatisticsGen"
+    assert _producer(validator.inputs["schema"]) == "ImportSchemaGen"
+    assert _producer(transform.inputs["schema"]) == "ImportSchemaGen"
+    assert _producer(components["SchemaGen"].inputs["statistics"]) == "StatisticsGen"
+    # Transform (hence Trainer and Pusher) waits for the anomalies gate.
+    assert "AnomaliesGate" in {c.id for c in transform.upstream_nodes}
+    assert _producer(components["AnomaliesGate"].inputs["anomalies"]) == "ExampleValidator"
+
+
+def test_trainer_evaluator_and_pusher_are_chained_by_blessing(components):
+    trainer, evaluator, pusher = components["Trainer"], components["Evaluator"], components["Pusher"]
+    assert _producer(trainer.inputs["examples"]) == "Transform"
+    assert _producer(trainer.inputs["transform_graph"]) == "Transform"
+    assert _producer(evaluator.inputs["model"]) == "Trainer"
+    assert _producer(evaluator.inputs["baseline_model"]) == "latest_blessed_model_resolver"
+    assert _producer(evaluator.inputs["examples"]) == "CsvExampleGen"
+    assert _producer(pusher.inputs["model"]) == "Trainer"
+    assert _producer(pusher.inputs["model_blessing"]) == "Evaluator"
+
+
+def test_config_reaches_the_components(config, components):
+    trainer = components["Trainer"]
+    assert trainer.exec_properties["run_fn"] == config.run_fn
+    assert '"num_steps": 11' in trainer.exec_properties["train_args"]
+    assert '"hidden_units": [5, 3]' in trainer.exec_properties["custom_config"]
+    assert components["Transform"].exec_properties["preprocessing_fn"] == config.preprocessing_fn
+    assert components["ImportSchemaGen"].exec_properties["schema_file"] == SCHEMA_PATH
+    destination = pusher_pb2.PushDestination()
+    from tfx.utils import proto_utils
+
+    proto_utils.json_to_proto(components["Pusher"].exec_properties["push_destination"], destination)
+    assert destination.filesystem.base_directory == config.serving_model_dir
+
+
+def test_pipeline_level_settings(config):
+    pipeline = create_pipeline(config)
+    assert pipeline.pipeline_info.pipeline_name == config.pipeline_name
+    assert pipeline.enable_cache is True
+    assert pipeline.beam_pipeline_args == list(config.beam_args)
+
+
+def test_eval_config_slices_and_gates_derive_from_features(config):
+    evaluation = eval_config(config)
+    assert evaluation.model_specs[0].label_key == features.transformed_name(features.LABEL_KEY)
+    sliced = [list(s.feature_keys) for s in evaluation.slicing_specs]
+    assert sliced == [[]] + [[k] for k in features.SLICE_KEYS]
+    accuracy = next(m for m in evaluation.metrics_specs[0].metrics
+                    if m.class_name == "SparseCategoricalAccuracy")
+    assert accuracy.threshold.value_threshold.lower_bound.value == config.thresholds.min_accuracy
+    assert accuracy.threshold.change_threshold.absolute.value == -config.thresholds.max_accuracy_drop
+    class_ids = list(evaluation.metrics_specs[1].binarize.class_ids.values)
+    assert class_ids == list(range(len(features.LABEL_CLASSES)))
+
+
+def test_pipeline_is_a_pure_function_of_the_config(config):
+    first, second = create_pipeline(config), create_pipeline(config)
+    assert [c.id for c in first.components] == [c.id for c in second.components]
+    assert ({c.id: c.exec_properties for c in first.components}
+            == {c.id: c.exec_properties for c in second.components})

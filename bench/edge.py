@@ -29,16 +29,16 @@ def main(argv) -> int:
     import tensorflow_transform as tft
 
     from bench.report import write_section
-    from edge import cli as edge_cli
     from edge.export import export_edge
+    from edge.locate import latest_pushed_model, latest_run_inputs
     from edge.parity import read_rows
     from edge.predict import Predictor, apply_spec
     from edge.spec import to_example
     from pipeline.config import load_config
 
     config = load_config(overrides={"output_dir": args.outputs} if args.outputs else None)
-    model_dir = edge_cli.latest_pushed_model(config.serving_model_dir)
-    transform_graph, examples = edge_cli.latest_run_inputs(config)
+    model_dir = latest_pushed_model(config.serving_model_dir)
+    transform_graph, examples = latest_run_inputs(config)
     output = tft.TFTransformOutput(transform_graph)
     eval_rows = read_rows(os.path.join(examples, "Split-eval"))
     with tempfile.TemporaryDirectory() as out_dir:
@@ -66,8 +66,8 @@ def main(argv) -> int:
             lambda: [serve(examples=s) for s in serialized], len(serialized))
     body = _table(blessing, latency, weights, spec_ms, export_seconds, len(eval_rows))
     print(body)
-    write_section("edge", "Edge variants: size, latency, accuracy",
-                  "python -m bench edge", body)
+    command = "python -m bench.edge" + (" --outputs <output_dir of a default run>" if args.outputs else "")
+    write_section("edge", "Edge variants: size, latency, accuracy", command, body)
     return 0
 
 

@@ -1,12 +1,12 @@
 """`tfxt edge ...`: edge export from any pushed model, and the Edge TPU readiness check.
 
-A thin layer over `edge.export.export_edge` and `edge.readiness`; pipeline/cli.py
-adds this group with one `main.add_command(edge)` line.
+A thin layer over `edge.export.export_edge`, `edge.locate` and `edge.readiness`;
+pipeline/cli.py adds this group with one `main.add_command(...)` line (import
+this module through `pipeline.cli`, which it extends).
 """
 
 import os
 import sys
-from typing import Optional, Tuple
 
 import click
 
@@ -35,12 +35,17 @@ def edge() -> None:
 def export_command(config_path, overrides, model_dir, transform_graph, examples, output_dir,
                    max_accuracy_drop) -> None:
     """Export every edge variant of a pushed model; exit 1 if the int8 model is not deployable."""
+    from edge.locate import latest_pushed_model, latest_run_inputs
+
     config = config_from_options(config_path, overrides)
-    model_dir = model_dir or latest_pushed_model(config.serving_model_dir)
-    if transform_graph is None or examples is None:
-        found_transform, found_examples = latest_run_inputs(config)
-        transform_graph = transform_graph or found_transform
-        examples = examples or found_examples
+    try:
+        model_dir = model_dir or latest_pushed_model(config.serving_model_dir)
+        if transform_graph is None or examples is None:
+            found_transform, found_examples = latest_run_inputs(config)
+            transform_graph = transform_graph or found_transform
+            examples = examples or found_examples
+    except LookupError as e:
+        raise click.ClickException(str(e)) from None
     output_dir = output_dir or os.path.join(config.output_dir, "edge_model", config.pipeline_name,
                                             os.path.basename(os.path.normpath(model_dir)))
     drop = config.edge.max_accuracy_drop if max_accuracy_drop is None else max_accuracy_drop
@@ -72,40 +77,6 @@ def run_export(model_dir: str, transform_graph: str, examples: str, output_dir: 
             output_dir, max_accuracy_drop, representative_examples)
     except (SpecError, FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from None
-
-
-def latest_pushed_model(serving_model_dir: str) -> str:
-    """The highest numbered version folder under `serving_model_dir`."""
-    versions = sorted((int(name) for name in os.listdir(serving_model_dir) if name.isdigit())
-                      if os.path.isdir(serving_model_dir) else [])
-    if not versions:
-        raise click.ClickException(f"No pushed model in {serving_model_dir}: run the pipeline "
-                                   "(make run) or pass --model-dir.")
-    return os.path.join(serving_model_dir, str(versions[-1]))
-
-
-def latest_run_inputs(config) -> Tuple[Optional[str], Optional[str]]:
-    """The transform graph and raw examples folders of the latest run, from ML Metadata."""
-    from pipeline import mlmd
-
-    if not os.path.isfile(config.metadata_path):
-        raise click.ClickException(f"No ML Metadata at {config.metadata_path}: pass --transform-graph "
-                                   "and --examples.")
-    store = mlmd.open_store(config)
-    transform_graph = examples = None
-    for run_id in reversed(mlmd.run_ids(store, config.pipeline_name)):
-        nodes = {n.node_id: n for n in mlmd.run_executions(store, config.pipeline_name, run_id)}
-        transform = nodes.get("Transform")
-        example_gen = nodes.get("CsvExampleGen")
-        if transform and transform.outputs.get("transform_graph") and example_gen \
-                and example_gen.outputs.get("examples"):
-            transform_graph = transform.outputs["transform_graph"][0].uri
-            examples = example_gen.outputs["examples"][0].uri
-            break
-    if transform_graph is None:
-        raise click.ClickException(f"No run of '{config.pipeline_name}' produced a Transform output; "
-                                   "pass --transform-graph and --examples.")
-    return transform_graph, examples
 
 
 @edge.command("check")

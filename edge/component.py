@@ -34,28 +34,45 @@ def EdgeExport(  # noqa: N802 - a component name
     representative_examples: Parameter[int] = 300,
 ) -> None:
     """Exports the edge variants of a blessed model, gated by accuracy parity."""
-    import tensorflow_transform as tft
     from tfx.types import artifact_utils
     from tfx.utils import path_utils
 
-    from edge import parity
-    from edge.export import export_edge
-
-    os.makedirs(edge_model.uri, exist_ok=True)
-    if model_blessing.get_int_custom_property("blessed") != 1:
-        blessing = {"blessed": False, "skipped": "the Evaluator did not bless the model",
-                    "reasons": ["the Evaluator did not bless the model"], "variants": {}}
-        parity.write_blessing(blessing, edge_model.uri)
-    else:
-        blessing = export_edge(
-            saved_model_dir=path_utils.serving_model_path(model.uri),
-            tf_transform_output=tft.TFTransformOutput(transform_graph.uri),
-            train_rows=parity.read_rows(artifact_utils.get_split_uri([examples], "train"),
-                                        limit=representative_examples),
-            eval_rows=parity.read_rows(artifact_utils.get_split_uri([examples], "eval")),
-            output_dir=edge_model.uri,
-            max_accuracy_drop=max_accuracy_drop,
-            representative_examples=representative_examples,
-        )
+    blessing = export_if_blessed(
+        model_blessed=model_blessing.get_int_custom_property("blessed") == 1,
+        serving_model_dir=path_utils.serving_model_path(model.uri),
+        transform_graph_dir=transform_graph.uri,
+        train_dir=artifact_utils.get_split_uri([examples], "train"),
+        eval_dir=artifact_utils.get_split_uri([examples], "eval"),
+        output_dir=edge_model.uri,
+        max_accuracy_drop=max_accuracy_drop,
+        representative_examples=representative_examples,
+    )
     edge_model.set_int_custom_property("blessed", int(bool(blessing["blessed"])))
     edge_model.set_string_custom_property("reasons", "\n".join(blessing["reasons"]))
+
+
+def export_if_blessed(model_blessed: bool, serving_model_dir: str, transform_graph_dir: str,
+                      train_dir: str, eval_dir: str, output_dir: str, max_accuracy_drop: float,
+                      representative_examples: int) -> dict:
+    """The component's work on plain folders: `export_edge` for a blessed model, else nothing."""
+    from edge import parity
+
+    os.makedirs(output_dir, exist_ok=True)
+    if not model_blessed:
+        blessing = {"blessed": False, "skipped": "the Evaluator did not bless the model",
+                    "reasons": ["the Evaluator did not bless the model"], "variants": {}}
+        parity.write_blessing(blessing, output_dir)
+        return blessing
+    import tensorflow_transform as tft
+
+    from edge.export import export_edge
+
+    return export_edge(
+        saved_model_dir=serving_model_dir,
+        tf_transform_output=tft.TFTransformOutput(transform_graph_dir),
+        train_rows=parity.read_rows(train_dir, limit=representative_examples),
+        eval_rows=parity.read_rows(eval_dir),
+        output_dir=output_dir,
+        max_accuracy_drop=max_accuracy_drop,
+        representative_examples=representative_examples,
+    )

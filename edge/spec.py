@@ -83,15 +83,12 @@ def encode_transformed(spec: Mapping[str, Any], transformed: Mapping[str, np.nda
 
 def _numeric_scaling(tf_transform_output, raw_spec) -> List[Dict[str, Any]]:
     # Two probes per feature, near the mean and far from it, recover the affine map.
-    first = transform_rows(tf_transform_output, [_probe_row(raw_spec, 0.0)])
-    guesses = {}
-    for key in features.NUMERIC_FEATURE_KEYS:
-        z0 = float(first[features.transformed_name(key)][0, 0])
-        guesses[key] = z0
-    second = transform_rows(tf_transform_output, [_probe_row(raw_spec, 1000.0)])
+    # A first pair of probes (0 and 1000) gives rough values; the second pair, at
+    # the mean and 1000 standard deviations above it, keeps float32 rounding small.
+    rough = transform_rows(tf_transform_output, [_probe_row(raw_spec, 0.0), _probe_row(raw_spec, 1000.0)])
     probes_low, probes_high = {}, {}
     for key in features.NUMERIC_FEATURE_KEYS:
-        z0, z1 = guesses[key], float(second[features.transformed_name(key)][0, 0])
+        z0, z1 = (float(v) for v in rough[features.transformed_name(key)][:, 0])
         std = 1000.0 / (z1 - z0)
         mean = -z0 * std
         probes_low[key] = _raw_value(raw_spec[key], mean)
@@ -146,6 +143,7 @@ def _raw_value(feature_spec, value: float):
 
 
 def to_example(row: Mapping[str, Any], raw_spec):
+    """A tf.Example of a raw row as CsvExampleGen writes it: missing optional values left out."""
     import tensorflow as tf
 
     example = tf.train.Example()

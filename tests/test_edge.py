@@ -82,6 +82,20 @@ def test_gate_blesses_within_threshold_and_rejects_beyond():
     assert not not_ready["blessed"] and "not Edge TPU ready: op TANHX" in not_ready["reasons"][0]
 
 
+def test_a_model_the_evaluator_did_not_bless_is_not_exported(tmp_path):
+    from edge.component import export_if_blessed
+    from edge.parity import format_blessing
+
+    blessing = export_if_blessed(
+        model_blessed=False, serving_model_dir=str(tmp_path / "absent_model"),
+        transform_graph_dir=str(tmp_path / "absent_transform"), train_dir=str(tmp_path / "absent"),
+        eval_dir=str(tmp_path / "absent"), output_dir=str(tmp_path / "edge"),
+        max_accuracy_drop=0.01, representative_examples=10)
+    assert not blessing["blessed"]
+    assert sorted(os.listdir(tmp_path / "edge")) == ["NOT_EDGE_BLESSED", "edge_blessing.json"]
+    assert format_blessing(blessing) == ["Edge: not exported (the Evaluator did not bless the model)"]
+
+
 # ---------------------------------------------------------------- end to end, on the shared run
 
 

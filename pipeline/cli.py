@@ -98,5 +98,9 @@ def schema_refresh(config_path, overrides) -> None:
     click.echo("Review the diff (git diff schema/) before the next run.")
 
 
+from edge.cli import edge as edge_group  # noqa: E402 - needs the options defined above
+
+main.add_command(edge_group)
+
 if __name__ == "__main__":
     main()

@@ -43,6 +43,19 @@ class EvalThresholds:
 
 
 @dataclasses.dataclass(frozen=True)
+class EdgeConfig:
+    """Edge export (edge.component.EdgeExport): int8 TFLite models gated by accuracy parity."""
+
+    # Whether the pipeline runs EdgeExport after the Evaluator.
+    enabled: bool = True
+    # How far a variant's eval accuracy may fall below the SavedModel's
+    # (absolute; 0.01 = one point) and still be deployable.
+    max_accuracy_drop: float = 0.01
+    # Transformed training examples that calibrate the int8 model.
+    representative_examples: int = 300
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything `create_pipeline` needs. Paths are absolute after `load_config`."""
 
@@ -63,6 +76,7 @@ class PipelineConfig:
     run_fn: str = "models.trainer.run_fn"
     hyperparameters: Hyperparameters = Hyperparameters()
     thresholds: EvalThresholds = EvalThresholds()
+    edge: EdgeConfig = EdgeConfig()
     # tf.distribute strategy for the Trainer: one of STRATEGIES.
     strategy: str = "one_device"
     # Hash buckets of the train/eval split.
@@ -142,6 +156,11 @@ def validate(config: PipelineConfig) -> None:
         raise ConfigError(f"hyperparameters.hidden_units must be positive sizes, got {hp.hidden_units}.")
     if not 0.0 <= config.thresholds.min_accuracy <= 1.0:
         raise ConfigError("thresholds.min_accuracy must lie in [0, 1].")
+    if not 0.0 <= config.edge.max_accuracy_drop <= 1.0:
+        raise ConfigError(f"edge.max_accuracy_drop must lie in [0, 1] (0.01 = one point), "
+                          f"got {config.edge.max_accuracy_drop}.")
+    if config.edge.representative_examples < 1:
+        raise ConfigError("edge.representative_examples must be at least 1 (a few hundred is typical).")
     if config.train_buckets < 1 or config.eval_buckets < 1:
         raise ConfigError("train_buckets and eval_buckets must be at least 1.")
     if not config.pipeline_name.replace("-", "").replace("_", "").isalnum():

@@ -2,6 +2,7 @@
 
 ExampleGen -> StatisticsGen -> SchemaGen / ImportSchemaGen (fingerprinted) -> ExampleValidator
 -> AnomaliesGate -> Transform -> Trainer -> Resolver -> Evaluator -> Pusher
+(+ EdgeExport after the Evaluator when config.edge.enabled)
 
 Every runner in `runners/` hands `create_pipeline(config)` to its orchestrator.
 Imports are the component modules themselves, not `tfx.v1`, which would pull in
@@ -29,6 +30,7 @@ from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel
 from tfx.types.standard_artifacts import Model, ModelBlessing
 
+from edge.component import EdgeExport
 from models import features
 from pipeline import mlmd
 from pipeline.components import AnomaliesGate, FingerprintedImportSchemaGen
@@ -106,6 +108,15 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         example_gen, statistics_gen, schema_gen, import_schema_gen, example_validator,
         anomalies_gate, transform, trainer, model_resolver, evaluator, pusher,
     ]
+    if config.edge.enabled:
+        components.append(EdgeExport(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            transform_graph=transform.outputs["transform_graph"],
+            examples=example_gen.outputs["examples"],
+            max_accuracy_drop=config.edge.max_accuracy_drop,
+            representative_examples=config.edge.representative_examples,
+        ))
     return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,

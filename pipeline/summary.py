@@ -175,6 +175,7 @@ def format_summary(summary: RunSummary, config: Optional[PipelineConfig] = None)
         lines.append(f"Pushed: version {summary.pushed_version} to {summary.pushed_path}")
     else:
         lines.append("Pushed: no (the serving directory is unchanged)")
+    lines += edge_lines(summary)
     return "\n".join(lines)
 
 
@@ -189,3 +190,14 @@ def _per_class(values: Dict[str, float]) -> Dict[int, Tuple[float, float]]:
             class_id = int(name.rsplit("_", 1)[1])
             result[class_id] = (value, values.get(f"recall/class_{class_id}", float("nan")))
     return dict(sorted(result.items()))
+
+
+def edge_lines(summary: RunSummary) -> List[str]:
+    """The EdgeExport component's edge blessing (edge/parity.py), if it ran in this run."""
+    from edge.parity import format_blessing, read_blessing
+
+    node = summary.node("EdgeExport")
+    if node is None or not node.outputs.get("edge_model"):
+        return []
+    uri = node.outputs["edge_model"][0].uri
+    return format_blessing(read_blessing(uri), uri)

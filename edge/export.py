@@ -1,0 +1,163 @@
+"""Edge model variants from a trained model, and the whole edge export.
+
+The serving model's `classifier` layer (models.model.CLASSIFIER_LAYER) maps the
+encoded feature vector (z-scored numerics + one-hot categoricals) to class
+probabilities. Lookup tables cannot run in an int8 graph, so every converted
+variant is that classifier; the device builds its input with the preprocessing
+spec (`edge.spec`). Variants, one file each:
+
+- `saved_model/`: the full serving model (raw features in), the reference;
+- `frozen_graph.pb`: the classifier as a GraphDef, variables folded into constants;
+- `model_float32.tflite`, `model_float16.tflite` (float16 weights),
+  `model_dynamic_range.tflite` (int8 weights, float activations);
+- `model_int8.tflite`: full-integer, TFLITE_BUILTINS_INT8 only, int8 input and
+  output, static batch size 1, calibrated on real transformed training examples:
+  the file for the Coral Edge TPU (after `edgetpu_compiler`) and the Raspberry Pi.
+
+`export_edge` is what the pipeline component (`edge.component`) and the CLI
+(`tfxt edge export`) call.
+"""
+
+import os
+import shutil
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+
+from models.model import CLASSIFIER_LAYER
+
+SAVED_MODEL = "saved_model"
+FROZEN_GRAPH = "frozen_graph"
+TFLITE_VARIANTS = ("float32", "float16", "dynamic_range", "int8")
+VARIANT_FILES = {SAVED_MODEL: "saved_model", FROZEN_GRAPH: "frozen_graph.pb",
+                 **{v: f"model_{v}.tflite" for v in TFLITE_VARIANTS}}
+SPEC_FILE = "preprocessing_spec.json"
+READINESS_FILE = "edgetpu_readiness.json"
+BLESSING_FILE = "edge_blessing.json"
+PREDICTOR_FILE = "predict.py"
+REJECTED_DIR = "rejected"
+
+
+def load_classifier(saved_model_dir: str):
+    """The Keras classifier (encoded vector -> probabilities) inside a serving model."""
+    import tensorflow as tf
+
+    model = tf.keras.models.load_model(saved_model_dir, compile=False)
+    try:
+        return model.get_layer(CLASSIFIER_LAYER)
+    except ValueError:
+        raise ValueError(f"The model in {saved_model_dir} has no '{CLASSIFIER_LAYER}' layer; edge "
+                         "export needs a model built by models.model.build_model.") from None
+
+
+def classifier_function(classifier, batch_size: Optional[int] = 1):
+    """A concrete function of the classifier with a fixed input shape [batch_size, features]."""
+    import tensorflow as tf
+
+    size = int(classifier.input_shape[-1])
+
+    @tf.function(input_signature=[tf.TensorSpec([batch_size, size], tf.float32, name="features")])
+    def serve(features):
+        return {"scores": classifier(features, training=False)}
+
+    return serve.get_concrete_function()
+
+
+def convert_tflite(classifier, variant: str,
+                   representative_vectors: Optional[np.ndarray] = None) -> bytes:
+    """The TFLite flatbuffer of `variant` (one of TFLITE_VARIANTS)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [classifier_function(classifier, 1)], classifier)
+    if variant == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "dynamic_range":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif variant == "int8":
+        if representative_vectors is None or not len(representative_vectors):
+            raise ValueError("The int8 variant needs representative (transformed training) vectors.")
+        vectors = np.asarray(representative_vectors, dtype=np.float32)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([v[None, :]] for v in vectors)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    elif variant != "float32":
+        raise ValueError(f"Unknown TFLite variant {variant!r}: choose one of {TFLITE_VARIANTS}.")
+    return converter.convert()
+
+
+def freeze_graph(classifier) -> bytes:
+    """The classifier as a serialized GraphDef with its variables folded into constants."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(classifier_function(classifier, None))
+    return frozen.graph.as_graph_def().SerializeToString()
+
+
+def write_variants(saved_model_dir: str, classifier, representative_vectors: np.ndarray,
+                   output_dir: str) -> Dict[str, str]:
+    """Writes every variant into `output_dir`; returns variant -> path."""
+    os.makedirs(output_dir, exist_ok=True)
+    paths = {name: os.path.join(output_dir, filename) for name, filename in VARIANT_FILES.items()}
+    if os.path.exists(paths[SAVED_MODEL]):
+        shutil.rmtree(paths[SAVED_MODEL])
+    shutil.copytree(saved_model_dir, paths[SAVED_MODEL])
+    with open(paths[FROZEN_GRAPH], "wb") as f:
+        f.write(freeze_graph(classifier))
+    for variant in TFLITE_VARIANTS:
+        with open(paths[variant], "wb") as f:
+            f.write(convert_tflite(classifier, variant, representative_vectors))
+    return paths
+
+
+def size_bytes(path: str) -> int:
+    """Size of a file, or of everything under a directory."""
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(root, name))
+                   for root, _, names in os.walk(path) for name in names)
+    return os.path.getsize(path)
+
+
+def export_edge(saved_model_dir: str, tf_transform_output, train_rows: Sequence[Mapping[str, Any]],
+                eval_rows: Sequence[Mapping[str, Any]], output_dir: str,
+                max_accuracy_drop: float = 0.01, representative_examples: int = 300) -> Dict[str, Any]:
+    """Spec, variants, readiness report, parity and edge blessing, all written to `output_dir`.
+
+    Variants that fail the parity gate are moved to `output_dir/rejected/`, so
+    the top level holds only deployable files. Returns the edge blessing (also
+    written to edge_blessing.json).
+    """
+    from edge import parity, readiness
+    from edge import spec as spec_lib
+
+    os.makedirs(output_dir, exist_ok=True)
+    spec = spec_lib.build_spec(tf_transform_output)
+    spec_lib.write_spec(spec, os.path.join(output_dir, SPEC_FILE))
+    shutil.copyfile(os.path.join(os.path.dirname(os.path.abspath(__file__)), "predict.py"),
+                    os.path.join(output_dir, PREDICTOR_FILE))
+    representative_rows = list(train_rows)[:representative_examples]
+    representative = spec_lib.encode_transformed(
+        spec, spec_lib.transform_rows(tf_transform_output, representative_rows))
+    classifier = load_classifier(saved_model_dir)
+    if int(classifier.input_shape[-1]) != spec["feature_vector_size"]:
+        raise spec_lib.SpecError(
+            f"The model takes {int(classifier.input_shape[-1])} features but the Transform output "
+            f"encodes {spec['feature_vector_size']}: they come from different runs.")
+    paths = write_variants(saved_model_dir, classifier, representative, output_dir)
+    report = readiness.check_edgetpu_readiness(paths["int8"])
+    readiness.write_report(report, os.path.join(output_dir, READINESS_FILE))
+    results = parity.evaluate_variants(paths, spec, eval_rows, tf_transform_output.raw_feature_spec())
+    blessing = parity.edge_blessing(results, max_accuracy_drop, report)
+    for name, result in blessing["variants"].items():
+        result["path"] = VARIANT_FILES[name]
+        result["bytes"] = size_bytes(paths[name])
+        if not result["deployable"]:
+            os.makedirs(os.path.join(output_dir, REJECTED_DIR), exist_ok=True)
+            shutil.move(paths[name], os.path.join(output_dir, REJECTED_DIR, VARIANT_FILES[name]))
+            result["path"] = os.path.join(REJECTED_DIR, VARIANT_FILES[name])
+    blessing["representative_examples"] = len(representative_rows)
+    parity.write_blessing(blessing, output_dir)
+    return blessing

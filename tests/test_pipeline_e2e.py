@@ -151,25 +151,25 @@ def _run_in_process(directory, data_root, **overrides):
     from pipeline.run import run_and_report
 
     config = load_config(overrides={"output_dir": str(directory / "outputs"), "data_root": str(data_root),
-                                    **overrides}, base_dir=str(directory))
+                                    "schema_path": SCHEMA_PATH, **overrides}, base_dir=str(directory))
     stream = io.StringIO()
     code = run_and_report(config, lambda: LocalDagRunner().run(create_pipeline(config)), stream)
     return config, code, stream.getvalue()
 
 
 def _bad_data(directory, edit):
-    """The bundled spans with `edit(rows, header)` applied to span-2009."""
+    """The bundled spans with `edit(rows, header)` applied to every span (ExampleGen needs one header)."""
     data_root = directory / "data"
     shutil.copytree(DATA_ROOT, data_root, dirs_exist_ok=True)
-    path = data_root / "span-2009" / "penguins.csv"
-    with open(path) as f:
-        reader = csv.DictReader(f)
-        header, rows = list(reader.fieldnames), list(reader)
-    header = edit(rows, header)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, header, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    for path in sorted(data_root.glob("span-*/*.csv")):
+        with open(path) as f:
+            reader = csv.DictReader(f)
+            header, rows = list(reader.fieldnames), list(reader)
+        header = edit(rows, header)
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, header, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
     return data_root
 
 

@@ -34,6 +34,7 @@ from models import features
 from pipeline import mlmd
 from pipeline.components import AnomaliesGate, FingerprintedImportSchemaGen
 from pipeline.config import PipelineConfig, span_pattern
+from pipeline.orchestration import beam_pipeline_args
 
 
 def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
@@ -112,7 +113,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         components=components,
         enable_cache=config.enable_cache,
         metadata_connection_config=mlmd.connection_config(config),
-        beam_pipeline_args=list(config.beam_args),
+        beam_pipeline_args=beam_pipeline_args(config),
     )
 
 

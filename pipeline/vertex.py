@@ -127,16 +127,15 @@ def submit(config: PipelineConfig, template_path: str, overrides: Mapping[str, s
     """
     if dry_run:
         from google.auth.credentials import AnonymousCredentials
-        from google.protobuf import json_format
 
         job = build_job(config, template_path, overrides, credentials=AnonymousCredentials())
-        request = json_format.MessageToDict(job.gca_resource._pb)
+        request = job.to_dict()
         request.pop("pipelineSpec", None)  # the compiled template itself, already on disk
-        stream.write(f"Dry run: would create a PipelineJob in projects/{config.orchestration.project}/"
-                     f"locations/{config.orchestration.region}"
-                     + (f" as {config.orchestration.service_account}"
-                        if config.orchestration.service_account else "")
-                     + f"\nTemplate: {template_path}\n{json.dumps(request, indent=2, sort_keys=True)}\n")
+        if config.orchestration.service_account:
+            request["serviceAccount"] = config.orchestration.service_account
+        stream.write(f"Dry run: would create PipelineJob {job.job_id} in projects/"
+                     f"{config.orchestration.project}/locations/{config.orchestration.region}\n"
+                     f"Template: {template_path}\n{json.dumps(request, indent=2, sort_keys=True)}\n")
         return None
     job = build_job(config, template_path, overrides)
     job.submit(service_account=config.orchestration.service_account or None)

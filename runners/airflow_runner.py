@@ -32,4 +32,6 @@ AIRFLOW_DAG_CONFIG = {
 
 # Airflow finds DAGs as module-level objects, so this file builds one when imported.
 config = load_config(os.environ.get("TFXT_CONFIG"), base_dir=REPO_ROOT)
+# ML Metadata's SQLite file is created on first use, but not its folder.
+os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
 DAG = AirflowDagRunner(AirflowPipelineConfig(AIRFLOW_DAG_CONFIG)).run(create_pipeline(config))

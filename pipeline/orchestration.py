@@ -36,3 +36,31 @@ def beam_pipeline_args(config: PipelineConfig) -> List[str]:
             f"--direct_num_workers={orchestration.direct_num_workers}",
         ]
     return args + list(config.beam_args)
+
+
+def name_artifacts_by_component(tfx_pipeline):
+    """Makes TFX's legacy launcher (AirflowDagRunner) name output artifacts per component.
+
+    The legacy driver names each output artifact `<output key>:<run id>`, and ML
+    Metadata refuses two artifacts of one type with one name, so SchemaGen and
+    ImportSchemaGen (both output `schema`) cannot run in the same Airflow run.
+    Each component's driver is wrapped to prefix the component id. Returns `tfx_pipeline`.
+    """
+    for component in tfx_pipeline.components:
+        component.driver_class = _component_named_driver(component.driver_class)
+    return tfx_pipeline
+
+
+def _component_named_driver(driver_class):
+    class ComponentNamedDriver(driver_class):
+        def _prepare_output_artifacts(self, input_artifacts, output_dict, exec_properties, execution_id,
+                                      pipeline_info, component_info):
+            outputs = super()._prepare_output_artifacts(
+                input_artifacts, output_dict, exec_properties, execution_id, pipeline_info, component_info)
+            for artifacts in outputs.values():
+                for artifact in artifacts:
+                    artifact.name = f"{component_info.component_id}.{artifact.name}"
+            return outputs
+
+    ComponentNamedDriver.__name__ = f"ComponentNamed{driver_class.__name__}"
+    return ComponentNamedDriver

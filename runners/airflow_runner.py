@@ -20,6 +20,7 @@ from tfx.orchestration.airflow.airflow_dag_runner import (  # noqa: E402
 )
 
 from pipeline.config import load_config  # noqa: E402
+from pipeline.orchestration import name_artifacts_by_component  # noqa: E402
 from pipeline.pipeline import create_pipeline  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
@@ -34,4 +35,5 @@ AIRFLOW_DAG_CONFIG = {
 config = load_config(os.environ.get("TFXT_CONFIG"), base_dir=REPO_ROOT)
 # ML Metadata's SQLite file is created on first use, but not its folder.
 os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
-DAG = AirflowDagRunner(AirflowPipelineConfig(AIRFLOW_DAG_CONFIG)).run(create_pipeline(config))
+DAG = AirflowDagRunner(AirflowPipelineConfig(AIRFLOW_DAG_CONFIG)).run(
+    name_artifacts_by_component(create_pipeline(config)))

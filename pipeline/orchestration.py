@@ -59,7 +59,8 @@ def _component_named_driver(driver_class):
                 input_artifacts, output_dict, exec_properties, execution_id, pipeline_info, component_info)
             for artifacts in outputs.values():
                 for artifact in artifacts:
-                    artifact.name = f"{component_info.component_id}.{artifact.name}"
+                    if artifact.name:
+                        artifact.name = f"{component_info.component_id}.{artifact.name}"
             return outputs
 
     ComponentNamedDriver.__name__ = f"ComponentNamed{driver_class.__name__}"

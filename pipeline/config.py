@@ -13,6 +13,8 @@ import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "parameter_server")
+BEAM_RUNNERS = ("DirectRunner", "DataflowRunner")
+DIRECT_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
 
 
 class ConfigError(ValueError):
@@ -56,6 +58,34 @@ class EdgeConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class Orchestration:
+    """Where the pipeline runs: Beam runner and its settings, Google Cloud and Vertex AI.
+
+    `pipeline.orchestration.beam_pipeline_args` turns this section into Beam arguments.
+    """
+
+    # One of BEAM_RUNNERS; DirectRunner runs Beam in the orchestrator's process.
+    beam_runner: str = "DirectRunner"
+    # DirectRunner only: one of DIRECT_RUNNING_MODES, and how many workers.
+    direct_running_mode: str = "in_memory"
+    direct_num_workers: int = 1
+    # Google Cloud project and region, for Dataflow jobs and Vertex AI Pipelines.
+    project: str = ""
+    region: str = ""
+    # Dataflow: gs:// folders for temporary files and staged packages (staging
+    # defaults to <temp_location>/staging), the worker machine type, and the
+    # setup.py that workers install the template from.
+    temp_location: str = ""
+    staging_location: str = ""
+    machine_type: str = "n1-standard-4"
+    setup_file: str = "./setup.py"
+    # Vertex AI Pipelines: the container image holding this package (see Dockerfile),
+    # and an optional service account the pipeline job runs as.
+    image: str = ""
+    service_account: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything `create_pipeline` needs. Paths are absolute after `load_config`."""
 
@@ -84,8 +114,10 @@ class PipelineConfig:
     eval_buckets: int = 1
     seed: int = 42
     enable_cache: bool = True
-    # Extra Beam pipeline arguments for the components that run Beam.
-    beam_args: Tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    orchestration: Orchestration = Orchestration()
+    # Extra Beam pipeline arguments, appended after those `orchestration` resolves
+    # (so they win), e.g. ["--max_num_workers=4"].
+    beam_args: Tuple[str, ...] = ()
 
     @property
     def pipeline_root(self) -> str:
@@ -167,6 +199,27 @@ def validate(config: PipelineConfig) -> None:
         raise ConfigError(f"pipeline_name {config.pipeline_name!r} may hold letters, digits, - and _ only.")
     if "://" not in config.data_root:
         _check_spans(config)
+    _check_orchestration(config.orchestration)
+
+
+def _check_orchestration(orchestration: Orchestration) -> None:
+    if orchestration.beam_runner not in BEAM_RUNNERS:
+        raise ConfigError(f"Unknown orchestration.beam_runner {orchestration.beam_runner!r}: "
+                          f"choose one of {', '.join(BEAM_RUNNERS)}.")
+    if orchestration.direct_running_mode not in DIRECT_RUNNING_MODES:
+        raise ConfigError(f"Unknown orchestration.direct_running_mode {orchestration.direct_running_mode!r}: "
+                          f"choose one of {', '.join(DIRECT_RUNNING_MODES)}.")
+    if orchestration.direct_num_workers < 0:
+        raise ConfigError("orchestration.direct_num_workers must be 0 (one per CPU) or more.")
+    if orchestration.beam_runner == "DataflowRunner":
+        if not orchestration.temp_location.startswith("gs://"):
+            raise ConfigError("orchestration.beam_runner is DataflowRunner but orchestration.temp_location "
+                              f"is {orchestration.temp_location!r}: set it to a gs:// folder, "
+                              "e.g. gs://my-bucket/tmp.")
+        for name in ("project", "region"):
+            if not getattr(orchestration, name):
+                raise ConfigError(f"orchestration.beam_runner is DataflowRunner but orchestration.{name} "
+                                  "is empty: set the Google Cloud project and region Dataflow runs in.")
 
 
 def span_pattern(spans: Tuple[int, ...]) -> str:
@@ -254,11 +307,11 @@ def _build(cls, values: Mapping[str, Any], where: str):
     kwargs = {}
     for name, value in values.items():
         default = getattr(cls(), name)
-        kwargs[name] = _coerce(value, default, f"{where}.{name}")
+        kwargs[name] = _coerce(value, default, f"{where}.{name}", fields[name].type)
     return cls(**kwargs)
 
 
-def _coerce(value: Any, default: Any, where: str) -> Any:
+def _coerce(value: Any, default: Any, where: str, field_type: Any = None) -> Any:
     if dataclasses.is_dataclass(default):
         if isinstance(value, type(default)):
             return value
@@ -270,7 +323,9 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
             value = [v for v in value.split(",") if v]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list, got {value!r}.")
-        item_type = type(default[0]) if default else int
+        # An empty default says nothing about its items; the annotation does.
+        declared = [t for t in getattr(field_type, "__args__", ()) if isinstance(t, type)]
+        item_type = type(default[0]) if default else (declared[0] if declared else int)
         return tuple(_coerce(v, item_type(), where) for v in value)
     if isinstance(default, bool):
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):

@@ -36,6 +36,7 @@ from pipeline import mlmd
 from pipeline.components import AnomaliesGate, FingerprintedImportSchemaGen
 from pipeline.config import PipelineConfig, span_pattern
 from pipeline.pusher import ServingPusher
+from pipeline.orchestration import beam_pipeline_args
 
 
 def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
@@ -123,7 +124,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         components=components,
         enable_cache=config.enable_cache,
         metadata_connection_config=mlmd.connection_config(config),
-        beam_pipeline_args=list(config.beam_args),
+        beam_pipeline_args=beam_pipeline_args(config),
     )
 
 

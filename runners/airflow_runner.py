@@ -1,0 +1,39 @@
+"""An Airflow DAG file: the pipeline as an Airflow DAG, built with TFX's AirflowDagRunner.
+
+Airflow imports this file from its dags folder (copy or symlink it there, see
+README); each component becomes one task. To run it once without a scheduler:
+
+    airflow dags test penguin
+
+The config comes from the file named by $TFXT_CONFIG (YAML or JSON), if set;
+relative paths resolve against the repository, not Airflow's working directory.
+"""
+
+import datetime
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from tfx.orchestration.airflow.airflow_dag_runner import (  # noqa: E402
+    AirflowDagRunner,
+    AirflowPipelineConfig,
+)
+
+from pipeline.config import load_config  # noqa: E402
+from pipeline.orchestration import name_artifacts_by_component  # noqa: E402
+from pipeline.pipeline import create_pipeline  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+# Triggered by hand (or `airflow dags test`); set a schedule such as "@daily" to run it periodically.
+AIRFLOW_DAG_CONFIG = {
+    "schedule": None,
+    "start_date": datetime.datetime(2024, 1, 1),
+    "catchup": False,
+}
+
+# Airflow finds DAGs as module-level objects, so this file builds one when imported.
+config = load_config(os.environ.get("TFXT_CONFIG"), base_dir=REPO_ROOT)
+# ML Metadata's SQLite file is created on first use, but not its folder.
+os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+DAG = AirflowDagRunner(AirflowPipelineConfig(AIRFLOW_DAG_CONFIG)).run(
+    name_artifacts_by_component(create_pipeline(config)))

@@ -1,0 +1,77 @@
+"""Strategy selection and TF_CONFIG checks (models/distribution.py), without starting a cluster."""
+
+import json
+
+import pytest
+
+from models import cluster, distribution
+from pipeline.config import ConfigError, load_config
+
+MWMS_CLUSTER = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+PS_CLUSTER = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2", "127.0.0.1:3"], "ps": ["127.0.0.1:4"]}
+
+
+def tf_config(cluster, task_type, index=0):
+    return {"cluster": cluster, "task": {"type": task_type, "index": index}}
+
+
+def test_unknown_strategy_is_rejected_by_make_strategy_and_config(tmp_path):
+    with pytest.raises(ConfigError, match="Unknown strategy 'horovod'.*multi_worker_mirrored"):
+        distribution.make_strategy("horovod", tf_config={})
+    with pytest.raises(ConfigError, match="Unknown strategy 'horovod'"):
+        load_config(overrides={"strategy": "horovod"}, require_schema=False)
+
+
+@pytest.mark.parametrize("strategy, config", [
+    ("one_device", {}),
+    ("mirrored", tf_config({"chief": ["127.0.0.1:1"]}, "chief")),  # what Vertex sets for one replica
+    ("multi_worker_mirrored", tf_config(MWMS_CLUSTER, "worker", 1)),
+    ("multi_worker_mirrored", tf_config({"chief": ["a:1"], "worker": ["b:1"]}, "chief")),
+    ("parameter_server", tf_config(PS_CLUSTER, "chief")),
+    ("parameter_server", tf_config(PS_CLUSTER, "ps")),
+])
+def test_consistent_tf_config_is_accepted(strategy, config):
+    distribution.check_tf_config(strategy, config)
+
+
+@pytest.mark.parametrize("strategy, config, message", [
+    ("multi_worker_mirrored", {}, "needs a cluster, but TF_CONFIG is unset"),
+    ("parameter_server", {}, "needs a cluster"),
+    ("parameter_server", tf_config(MWMS_CLUSTER, "worker"), "has no chief, ps"),
+    ("parameter_server", tf_config({"chief": ["a:1"], "worker": ["b:1"]}, "chief"), "has no ps"),
+    ("multi_worker_mirrored", tf_config(PS_CLUSTER, "worker"), "also has ps"),
+    ("mirrored", tf_config(MWMS_CLUSTER, "worker"), "trains in one process.*2 worker"),
+    ("one_device", tf_config(PS_CLUSTER, "chief"), "cluster of 4 tasks"),
+    ("multi_worker_mirrored", tf_config(MWMS_CLUSTER, "chief"), "task type 'chief' is not in its cluster"),
+    ("multi_worker_mirrored", tf_config(MWMS_CLUSTER, "worker", 2), "index 2 is out of range"),
+])
+def test_inconsistent_tf_config_is_a_clear_error(strategy, config, message):
+    with pytest.raises(ConfigError, match=message):
+        distribution.check_tf_config(strategy, config)
+
+
+def test_make_strategy_reads_and_checks_tf_config_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config({"chief": ["a:1"], "worker": ["b:1"]}, "chief")))
+    with pytest.raises(ConfigError, match="has no ps"):
+        distribution.make_strategy("parameter_server")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ConfigError, match="TF_CONFIG is not valid JSON"):
+        distribution.make_strategy("one_device")
+
+
+def test_only_parameter_server_workers_and_ps_serve():
+    assert distribution.is_server_task("parameter_server", tf_config(PS_CLUSTER, "worker", 1))
+    assert distribution.is_server_task("parameter_server", tf_config(PS_CLUSTER, "ps"))
+    assert not distribution.is_server_task("parameter_server", tf_config(PS_CLUSTER, "chief"))
+    assert not distribution.is_server_task("multi_worker_mirrored", tf_config(MWMS_CLUSTER, "worker", 1))
+
+
+def test_cluster_layouts_and_bad_requests():
+    spec = cluster.cluster_spec("parameter_server", workers=2, ps=1)
+    assert {k: len(v) for k, v in spec.items()} == {"chief": 1, "worker": 2, "ps": 1}
+    addresses = [a for v in spec.values() for a in v]
+    assert len(set(addresses)) == 4 and all(a.startswith("127.0.0.1:") for a in addresses)
+    with pytest.raises(ConfigError, match="at least 1 worker and 1 ps"):
+        cluster.cluster_spec("parameter_server", workers=2, ps=0)
+    with pytest.raises(ConfigError, match="runs in one process"):
+        cluster.cluster_spec("mirrored", workers=2)

@@ -12,6 +12,7 @@ import dataclasses  # noqa: E402
 import logging  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
+import time  # noqa: E402
 from typing import Any, Dict, Mapping, Optional  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
@@ -167,6 +168,21 @@ def export_from_task(model: tf.keras.Model, strategy: tf.distribute.Strategy, tf
         export(model, tf_transform_output, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    _wait_for_chief_export(serving_model_dir)
+
+
+def _wait_for_chief_export(serving_model_dir: str, timeout_seconds: float = 600) -> None:
+    """Returns once the chief's SavedModel exists (or after the timeout).
+
+    TFX's Trainer executor runs on every replica (Vertex AI starts the same
+    command in each worker pool) and fails a replica whose serving model
+    directory is missing after `run_fn`; waiting for the chief's export,
+    which other workers finish at about the same time, avoids that race.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    marker = os.path.join(serving_model_dir, "saved_model.pb")
+    while not tf.io.gfile.exists(marker) and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 def export(model: tf.keras.Model, tf_transform_output, serving_model_dir: str) -> None:

@@ -75,3 +75,50 @@ def test_cluster_layouts_and_bad_requests():
         cluster.cluster_spec("parameter_server", workers=2, ps=0)
     with pytest.raises(ConfigError, match="runs in one process"):
         cluster.cluster_spec("mirrored", workers=2)
+
+
+def fake_task(tmp_path, name, code, trains=True):
+    """A cluster task that runs `code` in Python, started the way the launcher starts tasks."""
+    import subprocess
+    import sys
+
+    log_path = str(tmp_path / f"{name}.log")
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    return cluster.Task(name, process, log_path, trains)
+
+
+def test_launcher_names_the_task_that_failed_and_shows_its_log(tmp_path):
+    tasks = [fake_task(tmp_path, "worker-0", "import time; time.sleep(60)"),
+             fake_task(tmp_path, "worker-1", "print('no data for me'); raise SystemExit(3)")]
+    try:
+        with pytest.raises(cluster.ClusterError, match="(?s)worker-1 exited with code 3.*no data for me"):
+            cluster.wait_for_cluster(tasks, timeout_seconds=30)
+    finally:
+        cluster.stop_cluster(tasks)
+    assert tasks[0].process.returncode == -15  # the sleeping peer was terminated, not left behind
+
+
+def test_a_serving_task_that_exits_fails_the_run_and_a_slow_cluster_times_out(tmp_path):
+    tasks = [fake_task(tmp_path, "chief-0", "import time; time.sleep(60)"),
+             fake_task(tmp_path, "ps-0", "pass", trains=False)]
+    try:
+        with pytest.raises(cluster.ClusterError, match="ps-0 exited while the chief was still training"):
+            cluster.wait_for_cluster(tasks, timeout_seconds=30)
+    finally:
+        cluster.stop_cluster(tasks)
+    tasks = [fake_task(tmp_path, "worker-0", "import time; time.sleep(60)")]
+    try:
+        with pytest.raises(cluster.ClusterError, match="did not finish within 1 s.*still running: worker-0"):
+            cluster.wait_for_cluster(tasks, timeout_seconds=1)
+    finally:
+        cluster.stop_cluster(tasks)
+    assert tasks[0].process.returncode is not None
+
+
+def test_launch_without_transform_output_is_a_clear_error(tmp_path, capsys):
+    code = cluster.main(["launch", "--strategy", "parameter_server", "--pipeline-root", str(tmp_path),
+                         "--serving-model-dir", str(tmp_path / "model")])
+    assert code == 1
+    assert "No Transform transform_graph under" in capsys.readouterr().err

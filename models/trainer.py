@@ -139,9 +139,10 @@ def train(args: TrainingArgs, tf_transform_output, train_dataset_fn, eval_datase
         train_data = _shard_by_data(train_dataset_fn(global_batch_size))
         fit_kwargs.update(validation_data=_shard_by_data(eval_dataset_fn(global_batch_size)),
                           validation_steps=eval_steps)
-    logging.getLogger(__name__).info("%s: training with %s on %d replica(s), global batch size %d, %d steps",
-                 distribution.task_name(strategy), args.strategy, strategy.num_replicas_in_sync,
-                 global_batch_size, train_steps)
+    logging.getLogger(__name__).info(
+        "%s: training with %s on %d replica(s), global batch size %d, %d steps",
+        distribution.task_name(strategy), args.strategy, strategy.num_replicas_in_sync,
+        global_batch_size, train_steps)
     model.fit(train_data, **fit_kwargs)
     return (model, strategy) if return_strategy else model
 

@@ -9,7 +9,11 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import dataclasses  # noqa: E402
-from typing import Any, Mapping, Optional  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import Any, Dict, Mapping, Optional  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
@@ -35,6 +39,8 @@ class TrainingArgs:
         custom_config = dict(custom_config or {})
         values = dict(custom_config.get("hyperparameters") or {})
         values.update(tuned or {})
+        if isinstance(values.get("hidden_units"), str):  # a Tuner choice such as "32,16"
+            values["hidden_units"] = [int(u) for u in values["hidden_units"].split(",") if u]
         if "hidden_units" in values:
             values["hidden_units"] = tuple(values["hidden_units"])
         known = {f.name for f in dataclasses.fields(Hyperparameters)}
@@ -47,13 +53,17 @@ def run_fn(fn_args) -> None:
     """TFX Trainer entry point."""
     tuned = fn_args.hyperparameters.get("values") if fn_args.hyperparameters else None
     args = TrainingArgs.from_custom_config(fn_args.custom_config, tuned)
+    if distribution.is_server_task(args.strategy):
+        # A parameter-server cluster's worker or ps: serve the chief until the job ends.
+        distribution.serve_forever()
+        return
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
 
     def dataset(file_pattern, batch_size):
         return make_dataset(fn_args.data_accessor, file_pattern, tf_transform_output,
                             batch_size, args.seed)
 
-    model = train(
+    model, strategy = train(
         args,
         tf_transform_output,
         train_dataset_fn=lambda batch_size: dataset(fn_args.train_files, batch_size),
@@ -61,8 +71,9 @@ def run_fn(fn_args) -> None:
         train_steps=fn_args.train_steps,
         eval_steps=fn_args.eval_steps,
         log_dir=fn_args.model_run_dir,
+        return_strategy=True,
     )
-    export(model, tf_transform_output, fn_args.serving_model_dir)
+    export_from_task(model, strategy, tf_transform_output, fn_args.serving_model_dir)
 
 
 def make_dataset(data_accessor, file_pattern, tf_transform_output, batch_size: int, seed: int):
@@ -97,27 +108,82 @@ def model_from_transform_output(tf_transform_output, hyperparameters: Hyperparam
 
 
 def train(args: TrainingArgs, tf_transform_output, train_dataset_fn, eval_dataset_fn,
-          train_steps: int, eval_steps: int, log_dir: Optional[str] = None) -> tf.keras.Model:
+          train_steps: int, eval_steps: int, log_dir: Optional[str] = None,
+          return_strategy: bool = False):
     """Builds the model under the configured strategy and fits it.
 
     The global batch size is the per-replica batch size times the number of
-    replicas, so adding replicas keeps each replica's work constant.
+    replicas, so adding replicas keeps each replica's work constant. Under
+    `parameter_server` each worker reads its own shard through a
+    `DatasetCreator` and the coordinator schedules steps on the workers;
+    Keras does not validate under that strategy, so it trains without
+    `validation_data` (the Evaluator still evaluates the model).
+
+    Returns:
+      The fitted model, or (model, strategy) with `return_strategy`.
     """
     tf.keras.utils.set_random_seed(args.seed)
     strategy = distribution.make_strategy(args.strategy)
     global_batch_size = args.hyperparameters.batch_size * strategy.num_replicas_in_sync
     with strategy.scope():
         model = model_from_transform_output(tf_transform_output, args.hyperparameters)
-    callbacks = [tf.keras.callbacks.TensorBoard(log_dir, update_freq="epoch")] if log_dir else []
-    model.fit(
-        train_dataset_fn(global_batch_size),
-        steps_per_epoch=train_steps,
-        validation_data=eval_dataset_fn(global_batch_size),
-        validation_steps=eval_steps,
-        callbacks=callbacks,
-        verbose=2,
-    )
-    return model
+    chief = distribution.is_chief(strategy)
+    callbacks = [tf.keras.callbacks.TensorBoard(log_dir, update_freq="epoch")] if log_dir and chief else []
+    fit_kwargs: Dict[str, Any] = dict(
+        steps_per_epoch=train_steps, callbacks=callbacks, verbose=2 if chief else 0)
+    if distribution.is_parameter_server(strategy):
+        train_data = tf.keras.utils.experimental.DatasetCreator(
+            lambda context: train_dataset_fn(context.get_per_replica_batch_size(global_batch_size))
+            .shard(context.num_input_pipelines, context.input_pipeline_id))
+    else:
+        train_data = _shard_by_data(train_dataset_fn(global_batch_size))
+        fit_kwargs.update(validation_data=_shard_by_data(eval_dataset_fn(global_batch_size)),
+                          validation_steps=eval_steps)
+    logging.getLogger(__name__).info(
+        "%s: training with %s on %d replica(s), global batch size %d, %d steps",
+        distribution.task_name(strategy), args.strategy, strategy.num_replicas_in_sync,
+        global_batch_size, train_steps)
+    model.fit(train_data, **fit_kwargs)
+    return (model, strategy) if return_strategy else model
+
+
+def _shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Shards batches across workers rather than files: Transform may write fewer files than workers."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def export_from_task(model: tf.keras.Model, strategy: tf.distribute.Strategy, tf_transform_output,
+                     serving_model_dir: str) -> None:
+    """Exports on every task, as multi-worker saving requires; only the chief keeps its copy.
+
+    Other workers write to a local scratch directory that is deleted at once,
+    so they never race the chief for the serving model directory.
+    """
+    if distribution.is_chief(strategy):
+        export(model, tf_transform_output, serving_model_dir)
+        return
+    scratch = tempfile.mkdtemp(prefix=f"tfxt-{distribution.task_name(strategy)}-")
+    try:
+        export(model, tf_transform_output, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _wait_for_chief_export(serving_model_dir)
+
+
+def _wait_for_chief_export(serving_model_dir: str, timeout_seconds: float = 600) -> None:
+    """Returns once the chief's SavedModel exists (or after the timeout).
+
+    TFX's Trainer executor runs on every replica (Vertex AI starts the same
+    command in each worker pool) and fails a replica whose serving model
+    directory is missing after `run_fn`; waiting for the chief's export,
+    which other workers finish at about the same time, avoids that race.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    marker = os.path.join(serving_model_dir, "saved_model.pb")
+    while not tf.io.gfile.exists(marker) and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 def export(model: tf.keras.Model, tf_transform_output, serving_model_dir: str) -> None:

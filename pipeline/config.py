@@ -86,6 +86,19 @@ class Orchestration:
 
 
 @dataclasses.dataclass(frozen=True)
+class TunerConfig:
+    """Optional hyperparameter search (TFX Tuner + KerasTuner) whose best values the Trainer uses."""
+
+    enabled: bool = False
+    # Dotted path of the Tuner's entry point; the search space lives next to it.
+    tuner_fn: str = "models.tuning.tuner_fn"
+    max_trials: int = 3
+    # Steps of each trial (the Trainer's own steps stay hyperparameters.train_steps).
+    train_steps: int = 100
+    eval_steps: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything `create_pipeline` needs. Paths are absolute after `load_config`."""
 
@@ -107,6 +120,7 @@ class PipelineConfig:
     hyperparameters: Hyperparameters = Hyperparameters()
     thresholds: EvalThresholds = EvalThresholds()
     edge: EdgeConfig = EdgeConfig()
+    tuner: TunerConfig = TunerConfig()
     # tf.distribute strategy for the Trainer: one of STRATEGIES.
     strategy: str = "one_device"
     # Hash buckets of the train/eval split.
@@ -186,6 +200,9 @@ def validate(config: PipelineConfig) -> None:
         raise ConfigError(f"hyperparameters.learning_rate must be positive, got {hp.learning_rate}.")
     if not hp.hidden_units or any(u < 1 for u in hp.hidden_units):
         raise ConfigError(f"hyperparameters.hidden_units must be positive sizes, got {hp.hidden_units}.")
+    for name in ("max_trials", "train_steps", "eval_steps"):
+        if getattr(config.tuner, name) < 1:
+            raise ConfigError(f"tuner.{name} must be at least 1, got {getattr(config.tuner, name)}.")
     if not 0.0 <= config.thresholds.min_accuracy <= 1.0:
         raise ConfigError("thresholds.min_accuracy must lie in [0, 1].")
     if not 0.0 <= config.edge.max_accuracy_drop <= 1.0:

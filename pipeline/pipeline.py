@@ -1,7 +1,7 @@
 """The canonical TFX pipeline, as one pure function of `PipelineConfig`.
 
 ExampleGen -> StatisticsGen -> SchemaGen / ImportSchemaGen (fingerprinted) -> ExampleValidator
--> AnomaliesGate -> Transform -> Trainer -> Resolver -> Evaluator -> Pusher
+-> AnomaliesGate -> Transform -> [Tuner, if tuner.enabled] -> Trainer -> Resolver -> Evaluator -> Pusher
 (+ EdgeExport after the Evaluator when config.edge.enabled)
 
 Every runner in `runners/` hands `create_pipeline(config)` to its orchestrator.
@@ -37,6 +37,7 @@ from pipeline.components import AnomaliesGate, FingerprintedImportSchemaGen
 from pipeline.config import PipelineConfig, span_pattern
 from pipeline.pusher import ServingPusher
 from pipeline.orchestration import beam_pipeline_args
+from pipeline.tuning import tuner_component
 
 
 def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
@@ -68,6 +69,9 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         preprocessing_fn=config.preprocessing_fn,
     )
     transform.add_upstream_node(anomalies_gate)
+    tuner = tuner_component(
+        config, transform.outputs["transformed_examples"], transform.outputs["transform_graph"],
+        curated_schema) if config.tuner.enabled else None
     hp = config.hyperparameters
     trainer = Trainer(
         run_fn=config.run_fn,
@@ -76,6 +80,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         schema=curated_schema,
         train_args=trainer_pb2.TrainArgs(num_steps=hp.train_steps),
         eval_args=trainer_pb2.EvalArgs(num_steps=hp.eval_steps),
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         custom_config={
             "hyperparameters": {
                 "learning_rate": hp.learning_rate,
@@ -108,7 +113,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
     components: List = [
         example_gen, statistics_gen, schema_gen, import_schema_gen, example_validator,
         anomalies_gate, transform, trainer, model_resolver, evaluator, pusher,
-    ]
+    ] + ([tuner] if tuner else [])
     if config.edge.enabled:
         components.append(EdgeExport(
             model=trainer.outputs["model"],

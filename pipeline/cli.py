@@ -97,5 +97,10 @@ def schema_refresh(config_path, overrides) -> None:
     click.echo("Review the diff (git diff schema/) before the next run.")
 
 
+from pipeline.tracking_cli import runs, synth_command  # noqa: E402
+
+main.add_command(runs)
+main.add_command(synth_command)
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,267 @@
+"""Scale benchmarks: the local pipeline at 10k/100k/1M synthetic rows, and Trainer input throughput.
+
+    python -m bench scale                                   # 10k and 100k rows, both modes
+    python -m bench.scale --rows 1000000 --modes in_memory  # add a size later
+
+1. Pipeline cost. For each size and DirectRunner mode (`in_memory`,
+   `multi_processing` with 2 workers) it writes penguin-like data with
+   `pipeline.synthetic`, runs `runners/local_runner.py` in a subprocess exactly
+   as `make run` does (caching off, fresh output dir, 100 training steps so
+   the Trainer's cost does not grow with the data), and samples the resident
+   memory of the runner and all its child processes (psutil) every 0.2 s.
+   Per-component seconds come from ML Metadata.
+2. Trainer input throughput. The same transformed training rows (Transform's
+   output of the largest in_memory run) are read as batches (a) from the
+   gzipped TFRecords with tf.data (`TFRecordDataset` + `parse_example`),
+   (b) through TFXIO, the path `models.trainer` uses, and fed (c) from a
+   pandas DataFrame via `from_tensor_slices`, (d) from a pandas DataFrame via
+   a Python generator (the Keras `Sequence`/generator style).
+
+Measurements are merged into bench/scale_results.json (keyed by size and mode),
+so adding a size later keeps the others; BENCHMARKS.md is rendered from it.
+"""
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Dict, List, Optional
+
+import yaml
+
+from bench.report import write_section
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_PATH = os.path.join(REPO_ROOT, "bench", "scale_results.json")
+MODES = {"in_memory": ["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+         "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]}
+TRAIN_STEPS = 100
+BATCH_SIZE = 256
+
+
+class PeakMemory:
+    """Samples the summed RSS of a process and its descendants until stopped."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        import psutil
+
+        self._process = psutil.Process(pid)
+        self._interval = interval
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                processes = [self._process] + self._process.children(recursive=True)
+                total = 0
+                for process in processes:
+                    try:
+                        total += process.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak_bytes = max(self.peak_bytes, total)
+            except psutil.Error:
+                return
+            self._stop.wait(self._interval)
+
+
+def run_pipeline(rows: int, mode: str, work_dir: str) -> Dict:
+    """One pipeline run on `rows` synthetic rows; returns wall time, peak memory, per-node seconds."""
+    from pipeline.synthetic import write_spans
+
+    data_root = os.path.join(work_dir, "data")
+    write_spans(data_root, rows, seed=0)
+    config_path = os.path.join(work_dir, "config.yaml")
+    with open(config_path, "w") as f:
+        yaml.safe_dump({
+            "output_dir": os.path.join(work_dir, "outputs"), "data_root": data_root,
+            "schema_path": os.path.join(REPO_ROOT, "schema", "schema.pbtxt"),
+            "enable_cache": False, "beam_args": MODES[mode],
+            "hyperparameters": {"train_steps": TRAIN_STEPS, "batch_size": BATCH_SIZE},
+        }, f)
+    env = {**os.environ, "TFXT_CONFIG": config_path, "TF_USE_LEGACY_KERAS": "1"}
+    started = time.monotonic()
+    with open(os.path.join(work_dir, "run.log"), "w") as log:
+        process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "runners", "local_runner.py")],
+                                   cwd=work_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        with PeakMemory(process.pid) as memory:
+            returncode = process.wait()
+    seconds = time.monotonic() - started
+    if returncode != 0:
+        raise RuntimeError(f"The pipeline run failed ({rows} rows, {mode}); see {work_dir}/run.log")
+    from pipeline.config import load_config
+    from pipeline.summary import summarize
+
+    summary = summarize(load_config(config_path, base_dir=work_dir))
+    return {"rows": rows, "mode": mode, "seconds": round(seconds, 1),
+            "peak_rss_mib": round(memory.peak_bytes / 2**20),
+            "nodes": {n.node_id: round(n.seconds, 1) for n in summary.nodes},
+            "transformed_train": os.path.join(
+                summary.node("Transform").outputs["transformed_examples"][0].uri, "Split-train"),
+            "transform_graph": summary.node("Transform").outputs["transform_graph"][0].uri}
+
+
+def input_throughput(transformed_train: str, transform_graph: str, passes: int = 2) -> Dict:
+    """Rows per second for each way of feeding the same transformed rows in batches."""
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import numpy as np
+    import pandas as pd
+    import tensorflow as tf
+    import tensorflow_transform as tft
+    from tfx_bsl.public import tfxio
+
+    files = sorted(glob.glob(os.path.join(transformed_train, "*.gz")))
+    output = tft.TFTransformOutput(transform_graph)
+    feature_spec = output.transformed_feature_spec()
+
+    def tfrecord_dataset():
+        return (tf.data.TFRecordDataset(files, compression_type="GZIP")
+                .batch(BATCH_SIZE).map(lambda x: tf.io.parse_example(x, feature_spec),
+                                       num_parallel_calls=tf.data.AUTOTUNE)
+                .prefetch(tf.data.AUTOTUNE))
+
+    def tfxio_dataset():
+        source = tfxio.TFExampleRecord(file_pattern=files,
+                                       schema=output.transformed_metadata.schema)
+        return source.TensorFlowDataset(tfxio.TensorFlowDatasetOptions(
+            batch_size=BATCH_SIZE, shuffle=False, num_epochs=1))
+
+    started = time.monotonic()
+    columns: Dict[str, List] = {key: [] for key in feature_spec}
+    for batch in tfrecord_dataset():
+        for key in feature_spec:
+            columns[key].append(batch[key].numpy().reshape(len(batch[key]), -1)[:, 0])
+    frame = pd.DataFrame({key: np.concatenate(values) for key, values in columns.items()})
+    load_seconds = time.monotonic() - started
+    rows = len(frame)
+
+    def pandas_tensor_slices():
+        return tf.data.Dataset.from_tensor_slices(dict(frame)).batch(BATCH_SIZE).prefetch(
+            tf.data.AUTOTUNE)
+
+    def pandas_generator():
+        def batches():
+            for start in range(0, rows, BATCH_SIZE):
+                chunk = frame.iloc[start:start + BATCH_SIZE]
+                yield {key: chunk[key].to_numpy() for key in frame.columns}
+
+        signature = {key: tf.TensorSpec([None], tf.as_dtype(frame[key].dtype)) for key in frame.columns}
+        return tf.data.Dataset.from_generator(batches, output_signature=signature)
+
+    results = {"rows": rows, "batch_size": BATCH_SIZE, "passes": passes,
+               "pandas_load_seconds": round(load_seconds, 2)}
+    for name, make in (("tfrecord_tf_data", tfrecord_dataset), ("tfrecord_tfxio", tfxio_dataset),
+                       ("pandas_from_tensor_slices", pandas_tensor_slices),
+                       ("pandas_generator", pandas_generator)):
+        for _ in make().take(2):  # warm up: tracing, file open
+            pass
+        started = time.monotonic()
+        count = 0
+        for _ in range(passes):
+            for batch in make():
+                count += int(next(iter(batch.values())).shape[0])
+        results[name] = round(count / (time.monotonic() - started))
+    return results
+
+
+def render(results: Dict) -> str:
+    """The markdown body of the section, from all stored measurements."""
+    runs = sorted(results.get("pipeline", {}).values(), key=lambda r: (r["mode"], r["rows"]))
+    lines = ["### Local pipeline (LocalDagRunner + DirectRunner), caching off, "
+             f"{TRAIN_STEPS} training steps of batch {BATCH_SIZE}", "",
+             "| rows | DirectRunner mode | wall time (s) | peak RSS incl. children (MiB) | "
+             "StatisticsGen (s) | Transform (s) | Trainer (s) | Evaluator (s) |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for run in runs:
+        nodes = run["nodes"]
+        lines.append(f"| {run['rows']:,} | {run['mode']} | {run['seconds']:.0f} | "
+                     f"{run['peak_rss_mib']:,} | {nodes.get('StatisticsGen', 0):.0f} | "
+                     f"{nodes.get('Transform', 0):.0f} | {nodes.get('Trainer', 0):.0f} | "
+                     f"{nodes.get('Evaluator', 0):.0f} |")
+    lines += ["", "How the cost grows (each size against the previous one, same mode):", ""]
+    for mode in MODES:
+        by_rows = sorted((r for r in runs if r["mode"] == mode), key=lambda r: r["rows"])
+        for small, large in zip(by_rows, by_rows[1:], strict=False):
+            lines.append(f"- {mode}: {small['rows']:,} -> {large['rows']:,} rows "
+                         f"(x{large['rows'] / small['rows']:.0f}): wall time "
+                         f"x{large['seconds'] / small['seconds']:.1f}, peak memory "
+                         f"x{large['peak_rss_mib'] / small['peak_rss_mib']:.1f}")
+    sizes = sorted({r["rows"] for r in runs})
+    lines += ["", f"Sizes measured: {', '.join(f'{s:,}' for s in sizes)} rows. Sizes not listed "
+              "were not run on this shared machine; add one with "
+              "`python -m bench.scale --rows 1000000`."]
+    throughput = results.get("throughput")
+    if throughput:
+        base = throughput["tfrecord_tf_data"]
+        lines += ["", f"### Trainer input throughput ({throughput['rows']:,} transformed training "
+                  f"rows, batch {throughput['batch_size']}, {throughput['passes']} passes, "
+                  f"from the {throughput.get('source_rows', 0):,}-row run)", "",
+                  "| input | rows/s | vs TFRecord + tf.data |", "|---|---:|---:|"]
+        for name, label in (("tfrecord_tf_data", "TFRecord (gzip) + tf.data parse_example"),
+                            ("tfrecord_tfxio", "TFRecord (gzip) via TFXIO (the Trainer's path)"),
+                            ("pandas_from_tensor_slices", "pandas DataFrame in memory, from_tensor_slices"),
+                            ("pandas_generator", "pandas DataFrame, Python generator of batches")):
+            lines.append(f"| {label} | {throughput[name]:,} | {throughput[name] / base:.2f}x |")
+        lines += ["", f"Building the DataFrame from the TFRecords took "
+                  f"{throughput['pandas_load_seconds']} s (not counted above). Measured ratio "
+                  f"TFRecord+tf.data / pandas generator: "
+                  f"{base / throughput['pandas_generator']:.1f}x; TFRecord+tf.data / in-memory "
+                  f"pandas tensor slices: {base / throughput['pandas_from_tensor_slices']:.2f}x."]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Pipeline scale and input throughput benchmarks.")
+    parser.add_argument("--rows", default="10000,100000", help="Comma-separated sizes.")
+    parser.add_argument("--modes", default=",".join(MODES), help="Comma-separated DirectRunner modes.")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args(argv or [])
+    results = json.load(open(RESULTS_PATH)) if os.path.exists(RESULTS_PATH) else {}
+    results.setdefault("pipeline", {})
+    largest = None
+    for rows in [int(r) for r in args.rows.split(",") if r]:
+        for mode in args.modes.split(","):
+            work_dir = tempfile.mkdtemp(prefix=f"bench-scale-{rows}-{mode}-")
+            print(f"  {rows:,} rows, {mode}: {work_dir}", flush=True)
+            run = run_pipeline(rows, mode, work_dir)
+            print(f"    {run['seconds']:.0f} s, peak {run['peak_rss_mib']} MiB", flush=True)
+            results["pipeline"][f"{rows}/{mode}"] = {k: v for k, v in run.items()
+                                                     if k not in ("transformed_train", "transform_graph")}
+            if mode == "in_memory" and (largest is None or rows >= largest["rows"]):
+                largest = run
+            _save(results)
+    if largest and not args.skip_throughput:
+        throughput = input_throughput(largest["transformed_train"], largest["transform_graph"])
+        throughput["source_rows"] = largest["rows"]
+        results["throughput"] = throughput
+        print(f"    throughput: {throughput}", flush=True)
+        _save(results)
+    write_section("scale", "Pipeline scale and Trainer input throughput",
+                  "python -m bench scale", render(results))
+    return 0
+
+
+def _save(results: Dict) -> None:
+    with open(RESULTS_PATH, "w") as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -40,12 +40,17 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_PATH = os.path.join(REPO_ROOT, "bench", "scale_results.json")
 MODES = {"in_memory": ["--direct_running_mode=in_memory", "--direct_num_workers=1"],
          "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]}
-TRAIN_STEPS = 100
+TRAIN_STEPS = 50
 BATCH_SIZE = 256
 
 
 class PeakMemory:
-    """Samples the summed RSS of a process and its descendants until stopped."""
+    """Samples the summed RSS of a process and its descendants until stopped.
+
+    It also keeps each process's last CPU time (user + system), so `cpu_seconds`
+    is the work done, which other load on a shared machine inflates far less
+    than wall time.
+    """
 
     def __init__(self, pid: int, interval: float = 0.2):
         import psutil
@@ -53,6 +58,7 @@ class PeakMemory:
         self._process = psutil.Process(pid)
         self._interval = interval
         self.peak_bytes = 0
+        self._cpu_by_pid: Dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -74,12 +80,19 @@ class PeakMemory:
                 for process in processes:
                     try:
                         total += process.memory_info().rss
+                        times = process.cpu_times()
+                        # Own time only: a reaped child's time would be counted twice.
+                        self._cpu_by_pid[process.pid] = times.user + times.system
                     except psutil.Error:
                         pass
                 self.peak_bytes = max(self.peak_bytes, total)
             except psutil.Error:
                 return
             self._stop.wait(self._interval)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu_by_pid.values())
 
 
 def run_pipeline(rows: int, mode: str, work_dir: str) -> Dict:
@@ -112,6 +125,7 @@ def run_pipeline(rows: int, mode: str, work_dir: str) -> Dict:
     summary = summarize(load_config(config_path, base_dir=work_dir))
     return {"rows": rows, "mode": mode, "seconds": round(seconds, 1),
             "peak_rss_mib": round(memory.peak_bytes / 2**20),
+            "cpu_seconds": round(memory.cpu_seconds, 1),
             "nodes": {n.node_id: round(n.seconds, 1) for n in summary.nodes},
             "transformed_train": os.path.join(
                 summary.node("Transform").outputs["transformed_examples"][0].uri, "Split-train"),
@@ -186,13 +200,14 @@ def render(results: Dict) -> str:
     runs = sorted(results.get("pipeline", {}).values(), key=lambda r: (r["mode"], r["rows"]))
     lines = ["### Local pipeline (LocalDagRunner + DirectRunner), caching off, "
              f"{TRAIN_STEPS} training steps of batch {BATCH_SIZE}", "",
-             "| rows | DirectRunner mode | wall time (s) | peak RSS incl. children (MiB) | "
-             "StatisticsGen (s) | Transform (s) | Trainer (s) | Evaluator (s) |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+             "| rows | DirectRunner mode | wall time (s) | CPU time (s) | peak RSS incl. children (MiB) | "
+             "CsvExampleGen (s) | StatisticsGen (s) | Transform (s) | Trainer (s) | Evaluator (s) |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for run in runs:
         nodes = run["nodes"]
         lines.append(f"| {run['rows']:,} | {run['mode']} | {run['seconds']:.0f} | "
-                     f"{run['peak_rss_mib']:,} | {nodes.get('StatisticsGen', 0):.0f} | "
+                     f"{run.get('cpu_seconds', 0):.0f} | {run['peak_rss_mib']:,} | "
+                     f"{nodes.get('CsvExampleGen', 0):.0f} | {nodes.get('StatisticsGen', 0):.0f} | "
                      f"{nodes.get('Transform', 0):.0f} | {nodes.get('Trainer', 0):.0f} | "
                      f"{nodes.get('Evaluator', 0):.0f} |")
     lines += ["", "How the cost grows (each size against the previous one, same mode):", ""]
@@ -201,7 +216,9 @@ def render(results: Dict) -> str:
         for small, large in zip(by_rows, by_rows[1:], strict=False):
             lines.append(f"- {mode}: {small['rows']:,} -> {large['rows']:,} rows "
                          f"(x{large['rows'] / small['rows']:.0f}): wall time "
-                         f"x{large['seconds'] / small['seconds']:.1f}, peak memory "
+                         f"x{large['seconds'] / small['seconds']:.1f}, CPU time "
+                         f"x{large.get('cpu_seconds', 0) / max(small.get('cpu_seconds', 0), 1):.1f}, "
+                         f"peak memory "
                          f"x{large['peak_rss_mib'] / small['peak_rss_mib']:.1f}")
     sizes = sorted({r["rows"] for r in runs})
     lines += ["", f"Sizes measured: {', '.join(f'{s:,}' for s in sizes)} rows. Sizes not listed "
@@ -232,12 +249,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rows", default="10000,100000", help="Comma-separated sizes.")
     parser.add_argument("--modes", default=",".join(MODES), help="Comma-separated DirectRunner modes.")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--throughput-from", metavar="WORK_DIR",
+                        help="Only measure input throughput on the Transform output of an earlier "
+                             "bench run's work dir (printed by that run).")
     args = parser.parse_args(argv or [])
     results = json.load(open(RESULTS_PATH)) if os.path.exists(RESULTS_PATH) else {}
     results.setdefault("pipeline", {})
     largest = None
+    if args.throughput_from:
+        largest = _transform_outputs(args.throughput_from)
+        args.rows = ""
     for rows in [int(r) for r in args.rows.split(",") if r]:
-        for mode in args.modes.split(","):
+        for mode in [m for m in args.modes.split(",") if m]:
             work_dir = tempfile.mkdtemp(prefix=f"bench-scale-{rows}-{mode}-")
             print(f"  {rows:,} rows, {mode}: {work_dir}", flush=True)
             run = run_pipeline(rows, mode, work_dir)
@@ -258,7 +281,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+def _transform_outputs(work_dir: str) -> Dict:
+    """The rows and Transform outputs of the bench run in `work_dir`."""
+    root = os.path.join(work_dir, "outputs", "pipeline_root", "*", "Transform")
+    train = sorted(glob.glob(os.path.join(root, "transformed_examples", "*", "Split-train")))
+    graph = sorted(glob.glob(os.path.join(root, "transform_graph", "*")))
+    if not train or not graph:
+        raise FileNotFoundError(f"No Transform output under {work_dir}/outputs.")
+    with open(os.path.join(work_dir, "config.yaml")) as f:
+        data_root = yaml.safe_load(f)["data_root"]
+    rows = sum(sum(1 for _ in open(p)) - 1 for p in glob.glob(os.path.join(data_root, "*", "*.csv")))
+    return {"rows": rows, "transformed_train": train[-1], "transform_graph": graph[-1]}
+
+
 def _save(results: Dict) -> None:
+    # Merge with what another bench process saved meanwhile (sizes can run in parallel).
+    stored = json.load(open(RESULTS_PATH)) if os.path.exists(RESULTS_PATH) else {}
+    stored.setdefault("pipeline", {}).update(results.get("pipeline", {}))
+    if "throughput" in results:
+        stored["throughput"] = results["throughput"]
+    results.update(stored)
     with open(RESULTS_PATH, "w") as f:
         json.dump(results, f, indent=2, sort_keys=True)
 

@@ -199,17 +199,20 @@ def render(results: Dict) -> str:
     """The markdown body of the section, from all stored measurements."""
     runs = sorted(results.get("pipeline", {}).values(), key=lambda r: (r["mode"], r["rows"]))
     lines = ["### Local pipeline (LocalDagRunner + DirectRunner), caching off, "
-             f"{TRAIN_STEPS} training steps of batch {BATCH_SIZE}", "",
-             "| rows | DirectRunner mode | wall time (s) | CPU time (s) | peak RSS incl. children (MiB) | "
-             "CsvExampleGen (s) | StatisticsGen (s) | Transform (s) | Trainer (s) | Evaluator (s) |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"batch {BATCH_SIZE}", "",
+             "| rows | DirectRunner mode | training steps | wall time (s) | CPU time (s) | "
+             "peak RSS incl. children (MiB) | CsvExampleGen (s) | StatisticsGen (s) | Transform (s) | "
+             "Trainer (s) | Evaluator (s) |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for run in runs:
         nodes = run["nodes"]
-        lines.append(f"| {run['rows']:,} | {run['mode']} | {run['seconds']:.0f} | "
-                     f"{run.get('cpu_seconds', 0):.0f} | {run['peak_rss_mib']:,} | "
+        cpu = f"{run['cpu_seconds']:.0f}" if "cpu_seconds" in run else "n/a"
+        lines.append(f"| {run['rows']:,} | {run['mode']} | {run.get('train_steps', TRAIN_STEPS)} | "
+                     f"{run['seconds']:.0f} | {cpu} | {run['peak_rss_mib']:,} | "
                      f"{nodes.get('CsvExampleGen', 0):.0f} | {nodes.get('StatisticsGen', 0):.0f} | "
                      f"{nodes.get('Transform', 0):.0f} | {nodes.get('Trainer', 0):.0f} | "
                      f"{nodes.get('Evaluator', 0):.0f} |")
+    lines += [f"- {run['rows']:,} rows, {run['mode']}: {run['note']}" for run in runs if run.get("note")]
     lines += ["", "How the cost grows (each size against the previous one, same mode):", ""]
     for mode in MODES:
         by_rows = sorted((r for r in runs if r["mode"] == mode), key=lambda r: r["rows"])
@@ -220,6 +223,8 @@ def render(results: Dict) -> str:
                          f"x{large.get('cpu_seconds', 0) / max(small.get('cpu_seconds', 0), 1):.1f}, "
                          f"peak memory "
                          f"x{large['peak_rss_mib'] / small['peak_rss_mib']:.1f}")
+    if not any(len([r for r in runs if r["mode"] == mode]) > 1 for mode in MODES):
+        lines.append("- Not measured yet: it needs two sizes in the same mode.")
     sizes = sorted({r["rows"] for r in runs})
     lines += ["", f"Sizes measured: {', '.join(f'{s:,}' for s in sizes)} rows. Sizes not listed "
               "were not run on this shared machine; add one with "
@@ -227,9 +232,11 @@ def render(results: Dict) -> str:
     throughput = results.get("throughput")
     if throughput:
         base = throughput["tfrecord_tf_data"]
-        lines += ["", f"### Trainer input throughput ({throughput['rows']:,} transformed training "
-                  f"rows, batch {throughput['batch_size']}, {throughput['passes']} passes, "
-                  f"from the {throughput.get('source_rows', 0):,}-row run)", "",
+        source = (f"the bundled data's transformed training rows repeated to {throughput['rows']:,}"
+                  if throughput.get("replicated") else
+                  f"the {throughput.get('source_rows', 0):,}-row run's transformed training rows")
+        lines += ["", f"### Trainer input throughput ({throughput['rows']:,} rows, batch "
+                  f"{throughput['batch_size']}, {throughput['passes']} passes; {source})", "",
                   "| input | rows/s | vs TFRecord + tf.data |", "|---|---:|---:|"]
         for name, label in (("tfrecord_tf_data", "TFRecord (gzip) + tf.data parse_example"),
                             ("tfrecord_tfxio", "TFRecord (gzip) via TFXIO (the Trainer's path)"),
@@ -249,15 +256,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--rows", default="10000,100000", help="Comma-separated sizes.")
     parser.add_argument("--modes", default=",".join(MODES), help="Comma-separated DirectRunner modes.")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--render-only", action="store_true",
+                        help="Only rewrite the BENCHMARKS.md section from bench/scale_results.json.")
     parser.add_argument("--throughput-from", metavar="WORK_DIR",
                         help="Only measure input throughput on the Transform output of an earlier "
-                             "bench run's work dir (printed by that run).")
+                             "bench run's work dir (printed by that run) or any pipeline output dir.")
+    parser.add_argument("--throughput-rows", type=int, default=0,
+                        help="With --throughput-from: repeat its transformed rows up to this many.")
     args = parser.parse_args(argv or [])
     results = json.load(open(RESULTS_PATH)) if os.path.exists(RESULTS_PATH) else {}
     results.setdefault("pipeline", {})
     largest = None
+    if args.render_only:
+        args.rows = ""
     if args.throughput_from:
         largest = _transform_outputs(args.throughput_from)
+        if args.throughput_rows:
+            largest["transformed_train"] = replicate_records(
+                largest["transformed_train"], args.throughput_rows, tempfile.mkdtemp(prefix="bench-rows-"))
+            largest["rows"] = args.throughput_rows
+            largest["replicated"] = True
         args.rows = ""
     for rows in [int(r) for r in args.rows.split(",") if r]:
         for mode in [m for m in args.modes.split(",") if m]:
@@ -273,12 +291,30 @@ def main(argv: Optional[List[str]] = None) -> int:
     if largest and not args.skip_throughput:
         throughput = input_throughput(largest["transformed_train"], largest["transform_graph"])
         throughput["source_rows"] = largest["rows"]
+        throughput["replicated"] = largest.get("replicated", False)
         results["throughput"] = throughput
         print(f"    throughput: {throughput}", flush=True)
         _save(results)
     write_section("scale", "Pipeline scale and Trainer input throughput",
                   "python -m bench scale", render(results))
     return 0
+
+
+def replicate_records(transformed_train: str, rows: int, out_dir: str, shards: int = 4) -> str:
+    """Writes the transformed records of `transformed_train` repeated to `rows` records, in gzipped
+    shards like Transform's, so throughput is measured on a realistic size when only a small
+    Transform output is at hand."""
+    import tensorflow as tf
+
+    files = sorted(glob.glob(os.path.join(transformed_train, "*.gz")))
+    records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    for shard in range(shards):
+        path = os.path.join(out_dir, f"transformed_examples-{shard:05d}-of-{shards:05d}.gz")
+        with tf.io.TFRecordWriter(path, options) as writer:
+            for i in range(shard, rows, shards):
+                writer.write(records[i % len(records)])
+    return out_dir
 
 
 def _transform_outputs(work_dir: str) -> Dict:

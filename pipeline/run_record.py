@@ -17,9 +17,9 @@ from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 
 from pipeline.config import PipelineConfig, available_spans
+from pipeline.tracking import REDACTED, RUN_RECORD_NODE_ID
 
-NODE_ID = "RunRecord"
-REDACTED = "<redacted>"
+NODE_ID = RUN_RECORD_NODE_ID
 
 
 @component

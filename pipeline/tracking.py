@@ -21,14 +21,40 @@ from typing import Any, Dict, List, Optional
 
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import mlmd, run_record
+from pipeline import mlmd
 from pipeline.config import PipelineConfig, load_config
 
 ACCURACY = "sparse_categorical_accuracy"
+# The node id of `pipeline.run_record.RunRecord`, and what it records instead of a password.
+# Defined here so that reading history does not import TFX's component machinery.
+RUN_RECORD_NODE_ID = "RunRecord"
+REDACTED = "<redacted>"
 
 
-class RunNotFoundError(LookupError):
+class TrackingError(Exception):
+    """Run history cannot be read; the message says why and what to do."""
+
+
+class RunNotFoundError(TrackingError, LookupError):
     """The run id is not in the store."""
+
+
+class MetadataStoreError(TrackingError):
+    """The ML Metadata store cannot be opened."""
+
+
+def open_store(config: PipelineConfig):
+    """The run's store, or None if the SQLite file does not exist yet (no runs)."""
+    if config.metadata.backend == "sqlite" and not os.path.exists(config.metadata_path):
+        return None
+    try:
+        return mlmd.open_store(config)
+    except RuntimeError as e:  # MLMD reports connection failures as RuntimeError
+        where = (config.metadata_path if config.metadata.backend == "sqlite" else
+                 f"mysql://{config.metadata.user}@{config.metadata.host}:{config.metadata.port}/"
+                 f"{config.metadata.database}")
+        raise MetadataStoreError(f"Cannot open the ML Metadata store at {where}: {e}. "
+                                 "Check the config's metadata section.") from None
 
 
 @dataclasses.dataclass
@@ -62,7 +88,9 @@ class TrackedRun:
 
 def list_runs(config: PipelineConfig, read_metrics: bool = True) -> List[TrackedRun]:
     """Every run of `config.pipeline_name` in its metadata store, oldest first."""
-    store = mlmd.open_store(config)
+    store = open_store(config)
+    if store is None:
+        return []
     return [_tracked_run(store, config, run_id, read_metrics)
             for run_id in mlmd.run_ids(store, config.pipeline_name)]
 
@@ -70,8 +98,8 @@ def list_runs(config: PipelineConfig, read_metrics: bool = True) -> List[Tracked
 def get_run(config: PipelineConfig, run_id: Optional[str] = None,
             read_metrics: bool = True) -> TrackedRun:
     """One run (default: the latest). Raises RunNotFoundError if there is no such run."""
-    store = mlmd.open_store(config)
-    ids = mlmd.run_ids(store, config.pipeline_name)
+    store = open_store(config)
+    ids = mlmd.run_ids(store, config.pipeline_name) if store is not None else []
     if not ids:
         raise RunNotFoundError(f"No runs of '{config.pipeline_name}' in the metadata store.")
     run_id = run_id or ids[-1]
@@ -94,7 +122,7 @@ def _tracked_run(store, config: PipelineConfig, run_id: str, read_metrics: bool)
         state=state, config=None, config_fingerprint=None, spans=[], hyperparameters={},
         metrics={}, blessed=None, pushed_version=None, model_id=None,
         cached_nodes=[n.node_id for n in nodes if n.state == "CACHED"], nodes=nodes)
-    record = run.node(run_record.NODE_ID)
+    record = run.node(RUN_RECORD_NODE_ID)
     if record is not None:
         properties = record.execution.custom_properties
         run.config = json.loads(properties["config"].string_value)
@@ -176,7 +204,7 @@ def lineage(config: PipelineConfig, run_id: Optional[str] = None) -> List[Lineag
     evaluation, blessing and pushed model.
     """
     run = get_run(config, run_id, read_metrics=False)
-    store = mlmd.open_store(config)
+    store = open_store(config)
     producers = _producers(store, run)
     items: List[LineageItem] = []
 

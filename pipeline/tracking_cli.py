@@ -39,7 +39,10 @@ def list_command(config_path, overrides, as_json) -> None:
     config = config_from_options(config_path, overrides)
     from pipeline import tracking
 
-    history = tracking.list_runs(config)
+    try:
+        history = tracking.list_runs(config)
+    except tracking.TrackingError as e:
+        raise click.ClickException(str(e)) from None
     if as_json:
         click.echo(json.dumps([_run_dict(run) for run in history], indent=2, default=str))
     elif not history:
@@ -61,7 +64,7 @@ def show_command(config_path, overrides, run_id, config_json) -> None:
     try:
         run = tracking.get_run(config, run_id)
         items = tracking.lineage(config, run.run_id)
-    except tracking.RunNotFoundError as e:
+    except tracking.TrackingError as e:
         raise click.ClickException(str(e)) from None
     click.echo(tracking.format_lineage(run, items))
     if config_json and run.config is not None:
@@ -80,7 +83,7 @@ def rerun_command(config_path, rerun_overrides, run_id) -> None:
 
     try:
         rerun_config = tracking.rerun_config(config, run_id, _nested(rerun_overrides))
-    except tracking.RunNotFoundError as e:
+    except tracking.TrackingError as e:
         raise click.ClickException(str(e)) from None
     except ValueError as e:  # ConfigError: the recorded config no longer validates
         raise click.UsageError(str(e)) from None

@@ -212,7 +212,10 @@ def render(results: Dict) -> str:
                      f"{nodes.get('CsvExampleGen', 0):.0f} | {nodes.get('StatisticsGen', 0):.0f} | "
                      f"{nodes.get('Transform', 0):.0f} | {nodes.get('Trainer', 0):.0f} | "
                      f"{nodes.get('Evaluator', 0):.0f} |")
-    lines += [f"- {run['rows']:,} rows, {run['mode']}: {run['note']}" for run in runs if run.get("note")]
+    notes = [f"- {run['rows']:,} rows, {run['mode']}: {run['note']}" for run in runs if run.get("note")]
+    lines += [""] + notes if notes else []
+    if results.get("note"):
+        lines += ["", f"**Status:** {results['note']}"]
     lines += ["", "How the cost grows (each size against the previous one, same mode):", ""]
     for mode in MODES:
         by_rows = sorted((r for r in runs if r["mode"] == mode), key=lambda r: r["rows"])
@@ -283,6 +286,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"  {rows:,} rows, {mode}: {work_dir}", flush=True)
             run = run_pipeline(rows, mode, work_dir)
             print(f"    {run['seconds']:.0f} s, peak {run['peak_rss_mib']} MiB", flush=True)
+            results.pop("note", None)  # a status note about missing sizes is stale now
             results["pipeline"][f"{rows}/{mode}"] = {k: v for k, v in run.items()
                                                      if k not in ("transformed_train", "transform_graph")}
             if mode == "in_memory" and (largest is None or rows >= largest["rows"]):

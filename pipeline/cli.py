@@ -102,5 +102,10 @@ from edge.cli import edge as edge_group  # noqa: E402 - needs the options define
 
 main.add_command(edge_group)
 
+from pipeline.tracking_cli import runs, synth_command  # noqa: E402
+
+main.add_command(runs)
+main.add_command(synth_command)
+
 if __name__ == "__main__":
     main()

@@ -99,6 +99,23 @@ class TunerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetadataConfig:
+    """Where ML Metadata lives: SQLite under output_dir (default) or a MySQL/MariaDB server."""
+
+    # "sqlite" or "mysql".
+    backend: str = "sqlite"
+    # SQLite file; empty means <output_dir>/metadata/<pipeline_name>/metadata.db.
+    sqlite_path: str = ""
+    # MySQL/MariaDB server (backend "mysql"); ML Metadata creates `database` if missing.
+    host: str = "127.0.0.1"
+    port: int = 3306
+    database: str = "mlmd"
+    user: str = "root"
+    # Not recorded with the run (run history stores the config without it).
+    password: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything `create_pipeline` needs. Paths are absolute after `load_config`."""
 
@@ -121,6 +138,7 @@ class PipelineConfig:
     thresholds: EvalThresholds = EvalThresholds()
     edge: EdgeConfig = EdgeConfig()
     tuner: TunerConfig = TunerConfig()
+    metadata: MetadataConfig = MetadataConfig()
     # tf.distribute strategy for the Trainer: one of STRATEGIES.
     strategy: str = "one_device"
     # Hash buckets of the train/eval split.
@@ -139,7 +157,8 @@ class PipelineConfig:
 
     @property
     def metadata_path(self) -> str:
-        return os.path.join(self.output_dir, "metadata", self.pipeline_name, "metadata.db")
+        return self.metadata.sqlite_path or os.path.join(
+            self.output_dir, "metadata", self.pipeline_name, "metadata.db")
 
     @property
     def serving_model_dir(self) -> str:
@@ -214,6 +233,12 @@ def validate(config: PipelineConfig) -> None:
         raise ConfigError("train_buckets and eval_buckets must be at least 1.")
     if not config.pipeline_name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"pipeline_name {config.pipeline_name!r} may hold letters, digits, - and _ only.")
+    if config.metadata.backend not in ("sqlite", "mysql"):
+        raise ConfigError(f"metadata.backend must be sqlite or mysql, got {config.metadata.backend!r}.")
+    if config.metadata.backend == "mysql" and not (
+            config.metadata.host and config.metadata.database and 0 < config.metadata.port < 65536):
+        raise ConfigError("metadata.backend mysql needs metadata.host, metadata.database and a "
+                          "metadata.port between 1 and 65535.")
     if "://" not in config.data_root:
         _check_spans(config)
     _check_orchestration(config.orchestration)
@@ -374,4 +399,6 @@ def _absolute_paths(config: PipelineConfig, base_dir: str) -> PipelineConfig:
         output_dir=absolute(config.output_dir),
         data_root=absolute(config.data_root),
         schema_path=absolute(config.schema_path),
+        metadata=dataclasses.replace(config.metadata, sqlite_path=absolute(
+            config.metadata.sqlite_path)) if config.metadata.sqlite_path else config.metadata,
     )

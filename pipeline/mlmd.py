@@ -18,8 +18,15 @@ NODE_CONTEXT = "node"
 
 
 def connection_config(config: PipelineConfig) -> metadata_store_pb2.ConnectionConfig:
-    """Where ML Metadata lives for `config`: SQLite under output_dir."""
+    """Where ML Metadata lives for `config`: SQLite (default) or MySQL/MariaDB."""
     connection = metadata_store_pb2.ConnectionConfig()
+    if config.metadata.backend == "mysql":
+        connection.mysql.host = config.metadata.host
+        connection.mysql.port = config.metadata.port
+        connection.mysql.database = config.metadata.database
+        connection.mysql.user = config.metadata.user
+        connection.mysql.password = config.metadata.password
+        return connection
     connection.sqlite.filename_uri = config.metadata_path
     connection.sqlite.connection_mode = (
         metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)

@@ -38,6 +38,7 @@ from pipeline.config import PipelineConfig, span_pattern
 from pipeline.pusher import ServingPusher
 from pipeline.orchestration import beam_pipeline_args
 from pipeline.tuning import tuner_component
+from pipeline.run_record import make_run_record
 
 
 def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
@@ -110,8 +111,11 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
             filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=config.serving_model_dir)),
     ).with_id("Pusher")
+    # Runs first, so that even a run that fails later is recorded with its config.
+    run_record = make_run_record(config)
+    example_gen.add_upstream_node(run_record)
     components: List = [
-        example_gen, statistics_gen, schema_gen, import_schema_gen, example_validator,
+        run_record, example_gen, statistics_gen, schema_gen, import_schema_gen, example_validator,
         anomalies_gate, transform, trainer, model_resolver, evaluator, pusher,
     ] + ([tuner] if tuner else [])
     if config.edge.enabled:

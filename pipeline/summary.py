@@ -94,7 +94,9 @@ def read_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
         name = _slice_name(metrics_for_slice.slice_key)
         values = result.setdefault(name, {})
         for kv in metrics_for_slice.metric_keys_and_values:
-            if kv.key.is_diff or not kv.value.HasField("double_value"):
+            # With a baseline, TFMA also reports the baseline model's metrics; skip them.
+            if kv.key.is_diff or kv.key.model_name not in ("", "candidate") \
+                    or not kv.value.HasField("double_value"):
                 continue
             metric = kv.key.name
             if kv.key.sub_key.HasField("class_id"):

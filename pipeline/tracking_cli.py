@@ -1,0 +1,139 @@
+"""`tfxt runs ...` (run history, lineage, rerun) and `tfxt synth` (synthetic data).
+
+Thin click commands over `pipeline.tracking` and `pipeline.synthetic`;
+`pipeline/cli.py` adds them to the `tfxt` group.
+"""
+
+import json
+import sys
+
+import click
+
+# The same options as pipeline.cli's; defined here because pipeline.cli imports
+# this module (importing it back would be circular under `python -m pipeline.cli`).
+CONFIG_OPTION = click.option(
+    "--config", "config_path", envvar="TFXT_CONFIG", type=click.Path(dir_okay=False),
+    help="YAML or JSON config file (default: $TFXT_CONFIG, else built-in defaults).")
+SET_OPTION = click.option(
+    "--set", "overrides", multiple=True, metavar="FIELD=VALUE",
+    help="Override a config field, e.g. --set metadata.backend=mysql (repeatable).")
+
+
+def config_from_options(config_path, overrides):
+    from pipeline.cli import config_from_options as build
+
+    return build(config_path, overrides)
+
+
+@click.group()
+def runs() -> None:
+    """Run history and lineage from ML Metadata; re-run a past run's config."""
+
+
+@runs.command("list")
+@CONFIG_OPTION
+@SET_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_command(config_path, overrides, as_json) -> None:
+    """Every run: id, time, config hash, spans, hyperparameters, metrics, blessing, pushed version."""
+    config = config_from_options(config_path, overrides)
+    from pipeline import tracking
+
+    try:
+        history = tracking.list_runs(config)
+    except tracking.TrackingError as e:
+        raise click.ClickException(str(e)) from None
+    if as_json:
+        click.echo(json.dumps([_run_dict(run) for run in history], indent=2, default=str))
+    elif not history:
+        click.echo(f"No runs of '{config.pipeline_name}' in the metadata store yet.")
+    else:
+        click.echo(tracking.format_runs(history))
+
+
+@runs.command("show")
+@CONFIG_OPTION
+@SET_OPTION
+@click.argument("run_id", required=False)
+@click.option("--config-json", is_flag=True, help="Also print the recorded config.")
+def show_command(config_path, overrides, run_id, config_json) -> None:
+    """One run's record and lineage: examples, schema, transform graph, model (default: latest)."""
+    config = config_from_options(config_path, overrides)
+    from pipeline import tracking
+
+    try:
+        run = tracking.get_run(config, run_id)
+        items = tracking.lineage(config, run.run_id)
+    except tracking.TrackingError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(tracking.format_lineage(run, items))
+    if config_json and run.config is not None:
+        click.echo("\nRecorded config:\n" + json.dumps(run.config, indent=2, sort_keys=True))
+
+
+@runs.command("rerun")
+@CONFIG_OPTION
+@click.option("--set", "rerun_overrides", multiple=True, metavar="FIELD=VALUE",
+              help="Change a field of the recorded config, e.g. --set enable_cache=false.")
+@click.argument("run_id")
+def rerun_command(config_path, rerun_overrides, run_id) -> None:
+    """Run the pipeline again with the config RUN_ID recorded (same store, same outputs)."""
+    config = config_from_options(config_path, ())
+    from pipeline import tracking
+
+    try:
+        rerun_config = tracking.rerun_config(config, run_id, _nested(rerun_overrides))
+    except tracking.TrackingError as e:
+        raise click.ClickException(str(e)) from None
+    except ValueError as e:  # ConfigError: the recorded config no longer validates
+        raise click.UsageError(str(e)) from None
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    from pipeline.pipeline import create_pipeline
+    from pipeline.run import run_and_report
+
+    click.echo(f"Re-running {run_id} (config hash {rerun_config.fingerprint()})")
+    sys.exit(run_and_report(rerun_config,
+                            lambda: LocalDagRunner().run(create_pipeline(rerun_config))))
+
+
+@click.command("synth")
+@click.option("--rows", type=click.IntRange(min=1), required=True, help="Rows in total.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
+              help="Output data_root; span-<N>/penguins.csv are written under it.")
+@click.option("--spans", default="2007,2008,2009", show_default=True,
+              help="Comma-separated span numbers; rows are split evenly over them.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def synth_command(rows, out_dir, spans, seed) -> None:
+    """Write penguin-like synthetic CSVs of any size (class-conditional, seeded)."""
+    from pipeline.synthetic import write_spans
+
+    try:
+        span_numbers = [int(s) for s in spans.split(",") if s]
+    except ValueError:
+        raise click.BadParameter(f"{spans!r} is not a comma-separated list of numbers",
+                                 param_hint="--spans") from None
+    for path in write_spans(out_dir, rows, span_numbers, seed):
+        click.echo(path)
+
+
+def _nested(overrides) -> dict:
+    values: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r} is not FIELD=VALUE", param_hint="--set")
+        field, value = item.split("=", 1)
+        target = values
+        *parents, leaf = field.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return values
+
+
+def _run_dict(run) -> dict:
+    return {"run_id": run.run_id, "started": run.started.isoformat(), "state": run.state,
+            "config_fingerprint": run.config_fingerprint, "spans": run.spans,
+            "hyperparameters": run.hyperparameters, "metrics": run.metrics,
+            "blessed": run.blessed, "pushed_version": run.pushed_version, "model_id": run.model_id,
+            "pushed_reused": run.pushed_reused, "cached_nodes": run.cached_nodes}

@@ -1,0 +1,195 @@
+"""Experiment tracking, reproducibility and the MySQL-backed metadata store.
+
+Unit tests cover the config's metadata section and the recorded config. The
+end-to-end tests start a real MariaDB server (Debian's package) on loopback and
+run the pipeline against it three times, with a short training:
+
+1. a first run;
+2. the same config again, with caching: most components are CACHED, and the
+   history must still show the run with its config, model and blessing;
+3. `tfxt runs rerun <run 1>` with caching off into a separate output dir: the
+   reproducibility check compares its transformed data and evaluation metrics
+   with run 1's.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import mlmd, run_record, tracking
+from pipeline.config import ConfigError, load_config
+from tests.conftest import DATA_ROOT, RUN_TIMEOUT_SECONDS, run_pipeline, write_config
+from tests.mariadb import binaries, mariadb_server
+
+# Short training keeps three runs within the test budget; the threshold keeps them blessed.
+SMALL_RUN = {"hyperparameters": {"train_steps": 30, "eval_steps": 5},
+             "thresholds": {"min_accuracy": 0.4}}
+# Stated tolerance of the reproducibility check (absolute). Same machine, same seed: the
+# runs are expected to agree exactly; the tolerance only absorbs float summation order.
+TOLERANCE = 1e-6
+
+
+# ---------------------------------------------------------------- unit tests
+
+
+def test_metadata_section_builds_the_mysql_connection(tmp_path):
+    config = load_config(overrides={"metadata": {
+        "backend": "mysql", "host": "db.internal", "port": "3307", "database": "mlmd",
+        "user": "tfx", "password": "secret"}}, require_schema=False)
+    connection = mlmd.connection_config(config)
+    assert connection.WhichOneof("config") == "mysql"
+    assert (connection.mysql.host, connection.mysql.port, connection.mysql.database,
+            connection.mysql.user, connection.mysql.password) == (
+        "db.internal", 3307, "mlmd", "tfx", "secret")
+    sqlite = load_config(overrides={"metadata": {"sqlite_path": "md/store.db"}, "data_root": DATA_ROOT},
+                         base_dir=str(tmp_path), require_schema=False)
+    assert mlmd.connection_config(sqlite).sqlite.filename_uri == str(tmp_path / "md" / "store.db")
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ({"backend": "postgres"}, "metadata.backend must be sqlite or mysql"),
+    ({"backend": "mysql", "port": 0}, "metadata.port between 1 and 65535"),
+    ({"backend": "mysql", "host": ""}, "needs metadata.host"),
+    ({"hostname": "x"}, "Unknown field"),
+])
+def test_bad_metadata_config_is_refused(metadata, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides={"metadata": metadata}, require_schema=False)
+
+
+def test_run_record_holds_the_config_without_the_password():
+    config = load_config(overrides={"metadata": {"backend": "mysql", "password": "secret"},
+                                    "spans": [2008]}, require_schema=False)
+    node = run_record.make_run_record(config)
+    recorded = json.loads(node.exec_properties["config"])
+    assert recorded["metadata"]["password"] == run_record.REDACTED
+    assert "secret" not in node.exec_properties["config"]
+    assert recorded["hyperparameters"]["learning_rate"] == config.hyperparameters.learning_rate
+    assert node.exec_properties["config_fingerprint"] == config.fingerprint()
+    assert json.loads(node.exec_properties["spans"]) == [2008]
+    # No spans configured: the record names every span present, not "all".
+    everything = load_config(require_schema=False)
+    assert run_record.resolved_spans(everything) == [2007, 2008, 2009]
+
+
+def test_pipeline_records_the_run_first():
+    from pipeline.pipeline import create_pipeline
+
+    pipeline = create_pipeline(load_config())
+    ids = [c.id for c in pipeline.components]
+    assert run_record.NODE_ID in ids
+    example_gen = next(c for c in pipeline.components if c.id == "CsvExampleGen")
+    assert run_record.NODE_ID in {node.id for node in example_gen.upstream_nodes}
+
+
+def test_format_hyperparameters():
+    assert tracking.format_hyperparameters(
+        {"learning_rate": 0.01, "hidden_units": [16, 8], "dropout": 0.0, "batch_size": 32,
+         "train_steps": 40, "tuned": True}) == "lr=0.01 units=16,8 dropout=0.0 batch=32 steps=40 (tuned)"
+    assert tracking.format_hyperparameters({}) == "-"
+
+
+def test_no_store_yet_means_no_runs(tmp_path):
+    config = load_config(overrides={"output_dir": str(tmp_path), "data_root": DATA_ROOT},
+                         require_schema=False)
+    assert tracking.list_runs(config) == []
+    with pytest.raises(tracking.RunNotFoundError, match="No runs of 'penguin'"):
+        tracking.get_run(config)
+    assert not os.path.exists(config.metadata_path)  # reading history creates no store
+
+
+def test_unreachable_mysql_is_a_clear_error():
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = load_config(overrides={"data_root": DATA_ROOT, "metadata": {
+        "backend": "mysql", "port": port, "database": "mlmd"}}, require_schema=False)
+    with pytest.raises(tracking.MetadataStoreError, match=f"127.0.0.1:{port}/mlmd"):
+        tracking.list_runs(config)
+
+
+# ---------------------------------------------------------------- MariaDB end to end
+
+
+@pytest.fixture(scope="module")
+def mariadb(tmp_path_factory):
+    if binaries() is None:
+        pytest.skip("MariaDB is not installed; `sudo .ci/install-system-deps` installs it "
+                    "(.ci/run does this before `make test`).")
+    with mariadb_server(str(tmp_path_factory.mktemp("mariadb"))) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def mysql_runs(mariadb, tmp_path_factory):
+    """Two runs of one config against MariaDB (the second mostly cached), then a rerun of the first."""
+    directory = str(tmp_path_factory.mktemp("mysql_runs"))
+    values = {**SMALL_RUN, "metadata": {
+        "backend": "mysql", "host": mariadb.host, "port": mariadb.port,
+        "database": "mlmd_tracking", "user": mariadb.user, "password": mariadb.password}}
+    config_path = write_config(directory, values)
+    runs = []
+    for _ in range(2):
+        run = run_pipeline(directory, config_path=config_path)
+        assert run.returncode == 0, run.output[-5000:]
+        runs.append(run)
+    first_run_id = tracking.list_runs(runs[0].config, read_metrics=False)[0].run_id
+    rerun_dir = os.path.join(directory, "rerun")
+    process = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "runs", "rerun", first_run_id, "--config",
+         config_path, "--set", "enable_cache=false", "--set", f"output_dir={rerun_dir}"],
+        cwd=directory, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=RUN_TIMEOUT_SECONDS)
+    assert process.returncode == 0, process.stdout[-5000:]
+    return runs[0].config, config_path, process.stdout
+
+
+@pytest.mark.e2e
+def test_history_is_read_back_from_mariadb(mysql_runs, mariadb):
+    config, _, _ = mysql_runs
+    history = tracking.list_runs(config)
+    assert len(history) == 3
+    first, cached, rerun = history
+    assert all(run.state == "COMPLETE" for run in history)
+    # Nothing went to SQLite: the store is the MariaDB database.
+    assert not os.path.exists(config.metadata_path)
+    assert int(mariadb.query("SELECT COUNT(*) FROM Execution", database="mlmd_tracking")) >= 3 * 12
+    for run in history:
+        assert run.spans == [2007, 2008, 2009]
+        assert run.hyperparameters["train_steps"] == 30
+        assert run.hyperparameters["learning_rate"] == config.hyperparameters.learning_rate
+        assert run.hyperparameters["hidden_units"] == list(config.hyperparameters.hidden_units)
+        assert run.config["metadata"]["password"] == run_record.REDACTED
+        assert 0.4 <= run.metrics["sparse_categorical_accuracy"] <= 1.0
+        assert run.blessed is True and run.pushed_version
+    assert first.config_fingerprint == cached.config_fingerprint == config.fingerprint()
+    assert first.cached_nodes == []
+    # The cached run reused the first run's model and says so.
+    assert {"RunRecord", "CsvExampleGen", "Transform", "Trainer"} <= set(cached.cached_nodes)
+    assert cached.model_id == first.model_id
+    # The rerun recomputed everything from the recorded config (only where outputs go and
+    # caching differ), so its hash differs but its experiment does not.
+    assert rerun.cached_nodes == [] and rerun.model_id != first.model_id
+    assert rerun.config["output_dir"] != first.config["output_dir"]
+    assert {k: v for k, v in rerun.config.items() if k not in ("output_dir", "enable_cache")} == {
+        k: v for k, v in first.config.items() if k not in ("output_dir", "enable_cache")}
+
+
+@pytest.mark.e2e
+def test_lineage_traces_the_model_to_its_data(mysql_runs):
+    config, _, _ = mysql_runs
+    first, cached, _ = tracking.list_runs(config, read_metrics=False)
+    items = {item.role: item for item in tracking.lineage(config, cached.run_id)}
+    assert {"examples", "schema", "transform graph", "transformed examples", "model",
+            "evaluation", "blessing", "pushed model"} <= set(items)
+    assert items["model"].artifact_id == first.model_id and items["model"].reused
+    assert items["examples"].producer == "CsvExampleGen" and items["examples"].reused
+    assert "num_files:3" in items["examples"].details["input"]
+    assert items["transform graph"].producer == "Transform"
+    assert items["schema"].producer == "ImportSchemaGen"
+    assert items["pushed model"].details["pushed_version"] == cached.pushed_version

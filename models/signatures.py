@@ -27,7 +27,8 @@ def make_signatures(model: tf.keras.Model, tf_transform_output) -> dict:
     """
     model.tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
-    serving_spec = {k: v for k, v in raw_spec.items() if k != features.LABEL_KEY}
+    # Serving takes the model inputs only: not the label, nor passthrough columns like `year`.
+    serving_spec = {k: v for k, v in raw_spec.items() if k in features.feature_keys()}
     label_names = tf.constant(tf_transform_output.vocabulary_by_name(features.LABEL_VOCABULARY))
 
     def predict(raw_features):

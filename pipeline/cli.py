@@ -97,5 +97,9 @@ def schema_refresh(config_path, overrides) -> None:
     click.echo("Review the diff (git diff schema/) before the next run.")
 
 
+from serving.cli import serving  # noqa: E402 - defined after `main`'s options, which it reuses
+
+main.add_command(serving)
+
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 """The canonical TFX pipeline, as one pure function of `PipelineConfig`.
 
 ExampleGen -> StatisticsGen -> SchemaGen / ImportSchemaGen (fingerprinted) -> ExampleValidator
--> AnomaliesGate -> Transform -> Trainer -> Resolver -> Evaluator -> Pusher
+-> AnomaliesGate -> Transform -> Trainer -> Resolver -> Evaluator -> ServingModel -> Pusher
 
 Every runner in `runners/` hands `create_pipeline(config)` to its orchestrator.
 Imports are the component modules themselves, not `tfx.v1`, which would pull in
@@ -34,6 +34,7 @@ from models import features
 from pipeline import mlmd
 from pipeline.components import AnomaliesGate, FingerprintedImportSchemaGen
 from pipeline.config import PipelineConfig, span_pattern
+from serving.components import ServingModel
 
 
 def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
@@ -95,8 +96,12 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config),
     )
+    # The trained model plus TF Serving warmup requests and its blessing record.
+    serving_model = ServingModel(
+        model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
+        blessing=evaluator.outputs["blessing"], model_name=config.pipeline_name)
     pusher = Pusher(
-        model=trainer.outputs["model"],
+        model=serving_model.outputs["serving_model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(
@@ -104,7 +109,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
     )
     components: List = [
         example_gen, statistics_gen, schema_gen, import_schema_gen, example_validator,
-        anomalies_gate, transform, trainer, model_resolver, evaluator, pusher,
+        anomalies_gate, transform, trainer, model_resolver, evaluator, serving_model, pusher,
     ]
     return tfx_pipeline.Pipeline(
         pipeline_name=config.pipeline_name,

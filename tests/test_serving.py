@@ -307,3 +307,59 @@ def test_batch_predictions_on_direct_runner(served, tmp_path):
     online = rest.predict([first["input"]]).rows[0]
     assert first["prediction"]["predicted_class"] == online["predicted_class"]
     assert np.allclose(first["prediction"]["scores"], online["scores"], atol=1e-5)
+
+
+def test_tfxt_serving_serve_answers_curl_style_and_cli_predict(pushed_pipeline, tmp_path):
+    """The README path: `tfxt serving serve` in a process, then REST and `tfxt serving predict --grpc`."""
+    import signal
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    output_dir = tmp_path / "outputs"
+    shutil.copytree(pushed_pipeline.config.serving_model_dir,
+                    output_dir / "serving_model" / pushed_pipeline.config.pipeline_name)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(json.dumps({
+        "output_dir": str(output_dir), "data_root": pushed_pipeline.config.data_root,
+        "schema_path": pushed_pipeline.config.schema_path,
+        "serving": {"rest_port": 0, "grpc_port": 0}}))
+    process = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "tfxt"), "serving", "serve",
+         "--config", str(config_file)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        ports = {}
+        deadline = time.time() + WAIT_SECONDS
+        while time.time() < deadline and "grpc" not in ports:
+            line = process.stdout.readline()
+            if not line:
+                break
+            if line.startswith("REST on "):
+                ports["rest"] = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+                ports["grpc"] = int(line.rsplit("127.0.0.1:", 1)[1].split(".")[0])
+        assert "grpc" in ports, "the server did not start"
+        rest = RestClient(pushed_pipeline.config.pipeline_name, port=ports["rest"])
+        status, text = rest.raw("POST", "/v1/models/penguin/labels/stable:predict", json.dumps(
+            {"signature_name": "serving_raw", "instances": [ROW]}).encode())
+        assert status == 200 and json.loads(text)["predictions"][0]["predicted_class"]
+        result = CliRunner().invoke(main, ["serving", "predict", json.dumps([ROW]), "--grpc",
+                                           "--port", str(ports["grpc"]), "--label", "stable",
+                                           "--config", str(config_file)])
+        assert result.exit_code == 0, result.output
+        answer = json.loads(result.output)
+        assert answer["version"] == versions.ready_versions(
+            str(output_dir / "serving_model" / "penguin"))[-1]
+        assert answer["predictions"][0]["predicted_class"] == json.loads(text)["predictions"][0][
+            "predicted_class"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == 0
+    assert (output_dir / "serving_config" / "models.config").exists()

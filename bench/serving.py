@@ -8,7 +8,8 @@ predictions on `serving_raw` at concurrency 1 and 16:
   a separate process (so client and server do not share one GIL), over loopback.
 
 It writes p50/p99 latency, throughput and their ratios to the in-process call
-into BENCHMARKS.md. DIR defaults to the configured serving_model_dir.
+into BENCHMARKS.md. DIR defaults to the serving_model_dir of the config in
+$TFXT_CONFIG (else the default config), so `make bench` measures the last pushed model.
 """
 
 import argparse
@@ -79,7 +80,7 @@ def main(argv) -> None:
     if base is None:
         from pipeline.config import load_config
 
-        base = load_config(require_schema=False).serving_model_dir
+        base = load_config(os.environ.get("TFXT_CONFIG"), require_schema=False).serving_model_dir
     from serving.versions import ready_versions
 
     if not ready_versions(base):
@@ -128,7 +129,9 @@ def write(results, requests: int) -> None:
         lines.append(f"| {name} | {concurrency} | {r['p50']:.2f} | {r['p99']:.2f} | "
                      f"{r['throughput']:.0f} | {r['p50'] / base['p50']:.1f}x | "
                      f"{r['throughput'] / base['throughput']:.2f}x |")
-    body = (f"Single-row `serving_raw` predictions, {requests} requests per row after 10 warmup calls. "
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    body = (f"Single-row `serving_raw` predictions, {requests} requests per row after 10 warmup calls "
+            f"(load average when done: {load} on {os.cpu_count()} cores). "
             "REST and gRPC go through `serving.client` to the local server (`serving.server`) "
             "in another process over loopback; in-process is the model call alone, the limit. "
             "The local server is not TF Serving: its numbers say what the API layers cost here, not "

@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import threading
+import time
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import grpc
@@ -26,6 +27,9 @@ from serving import inference
 from serving.errors import ServingError
 
 log = logging.getLogger(__name__)
+
+# Seconds before a version that failed to load is tried again.
+RETRY_SECONDS = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +57,9 @@ class ModelStore:
         self.poll_seconds = poll_seconds
         self.warmup = warmup
         self._models: Dict[str, ModelState] = {}
-        self._override = None  # a config applied through HandleReloadConfigRequest
+        # A config applied through HandleReloadConfigRequest, with the file's mtime then.
+        self._override = None
+        self._failed_at: Dict[Tuple[str, int], float] = {}
         self._config_mtime: Optional[float] = None
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
@@ -133,9 +139,17 @@ class ModelStore:
     # Reloading --------------------------------------------------------------
 
     def apply_config(self, server_config) -> None:
-        """Serves `server_config` (a ModelServerConfig) from now on, as HandleReloadConfigRequest does."""
-        self._override = server_config
+        """Serves `server_config` (a ModelServerConfig), as HandleReloadConfigRequest does.
+
+        It holds until models.config changes on disk; then the file wins again.
+        """
+        self._override = (server_config, self._file_mtime())
         self.refresh()
+
+    def _file_mtime(self) -> Optional[int]:
+        if self.models_config and os.path.exists(self.models_config):
+            return os.stat(self.models_config).st_mtime_ns
+        return None
 
     def refresh(self) -> None:
         """Re-reads the config and version directories; loads, then publishes, the new state."""
@@ -160,9 +174,12 @@ class ModelStore:
         from serving import config as serving_config
 
         if self._override is not None:
-            return self._override
+            override, mtime_then = self._override
+            if self._file_mtime() == mtime_then:
+                return override
+            self._override = None
         if self.models_config and os.path.exists(self.models_config):
-            mtime = os.stat(self.models_config).st_mtime_ns
+            mtime = self._file_mtime()
             if mtime != self._config_mtime or not hasattr(self, "_config"):
                 self._config = serving_config.read_models_config(self.models_config)
                 self._config_mtime = mtime
@@ -187,21 +204,27 @@ class ModelStore:
         errors = dict(previous.errors) if previous else {}
         for version in wanted:
             loaded = previous.versions.get(version) if previous else None
-            if loaded is None and version not in errors:
+            if loaded is None and (version not in errors or self._retry_due(model_config.name, version)):
                 try:
                     loaded = inference.LoadedVersion.load(
                         model_config.name, version, os.path.join(model_config.base_path, str(version)),
                         warmup=self.warmup)
                 except Exception as e:  # noqa: BLE001 - a broken version must not stop the server
                     errors[version] = f"Failed to load version {version}: {e}"
+                    self._failed_at[(model_config.name, version)] = time.monotonic()
                     log.error(errors[version])
             if loaded is not None:
                 versions[version] = loaded
+                errors.pop(version, None)
         unavailable = sorted(v for v in labels.values() if v not in versions)
         if unavailable:
             raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
                                f"Labelled versions {unavailable} failed to load")
         return ModelState(model_config.name, model_config.base_path, versions, labels, errors)
+
+    def _retry_due(self, name: str, version: int) -> bool:
+        """Whether to try loading a version that failed again (a copy may have been completed)."""
+        return time.monotonic() - self._failed_at.get((name, version), 0.0) > RETRY_SECONDS
 
 
 def _policy_versions(model_config, present: List[int]) -> List[int]:

@@ -214,6 +214,45 @@ def test_request_log_holds_raw_rows_for_skew_detection(served):
     assert any(e["status"] == "INVALID_ARGUMENT" for e in entries)  # errors are logged too
 
 
+def test_reload_config_over_grpc_refuses_a_broken_version_and_the_file_wins_later(served):
+    from tensorflow_serving.apis import model_management_pb2
+
+    from serving.config import model_server_config, write_models_config
+
+    config, server, rest, rpc = served
+    paths = serving_paths(config)
+    stable = versions.current_labels(paths)[STABLE]
+
+    def reload(labels):
+        request = model_management_pb2.ReloadConfigRequest(config=model_server_config(
+            config.pipeline_name, paths.serving_model_dir, labels))
+        return rpc.models.HandleReloadConfigRequest(request, timeout=WAIT_SECONDS).status
+
+    assert reload({STABLE: stable, "blue": stable}).error_code == 0
+    assert rpc.predict([ROW], label="blue").version == stable
+    broken = os.path.join(paths.serving_model_dir, str(stable + 5))
+    os.makedirs(broken)
+    try:
+        with open(os.path.join(broken, "saved_model.pb"), "wb") as f:
+            f.write(b"not a SavedModel")
+        status = reload({STABLE: stable, CANARY: stable + 5})
+        assert status.error_code != 0 and f"[{stable + 5}] failed to load" in status.error_message
+        assert rpc.predict([ROW], label="blue").version == stable  # the previous state still serves
+    finally:
+        shutil.rmtree(broken)
+    write_models_config(paths.models_config, model_server_config(
+        config.pipeline_name, paths.serving_model_dir, {STABLE: stable}))
+
+    def blue_is_gone():
+        try:
+            rpc.predict([ROW], label="blue")
+            return False
+        except ServingClientError as e:
+            return e.code == "INVALID_ARGUMENT"
+
+    _wait_for(blue_is_gone, "models.config on disk to replace the reloaded config")
+
+
 def _wait_for(condition, what):
     deadline = time.time() + WAIT_SECONDS
     while time.time() < deadline:

@@ -161,3 +161,16 @@ def test_cli_versions_canary_promote_rollback(tmp_path):
     assert "stable=2" in tfxt("promote").output
     result = tfxt("canary", "7")
     assert result.exit_code == 1 and "Version 7 is not in" in result.output
+
+
+def test_serving_model_sits_between_the_evaluator_and_the_pusher(tmp_path):
+    from pipeline.pipeline import create_pipeline
+
+    components = {c.id: c for c in create_pipeline(_config(tmp_path)).components}
+    serving_model, pusher = components["ServingModel"], components["Pusher"]
+    assert serving_model.inputs["model"].producer_component_id == "Trainer"
+    assert serving_model.inputs["examples"].producer_component_id == "CsvExampleGen"  # raw, for warmup
+    assert serving_model.inputs["blessing"].producer_component_id == "Evaluator"
+    assert serving_model.exec_properties["model_name"] == "penguin"
+    assert pusher.inputs["model"].producer_component_id == "ServingModel"
+    assert pusher.inputs["model_blessing"].producer_component_id == "Evaluator"

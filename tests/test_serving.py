@@ -326,6 +326,24 @@ def test_burst_while_a_new_version_is_pushed_canaried_and_promoted(served):
     assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT.name
 
 
+def test_without_labels_the_newest_push_is_served_without_a_restart(pushed_pipeline, tmp_path):
+    from serving.model_store import ModelStore
+
+    base = str(tmp_path / "penguin")
+    shutil.copytree(pushed_pipeline.config.serving_model_dir, base)
+    old = versions.ready_versions(base)[-1]
+    store = ModelStore(model_name="penguin", base_path=base, poll_seconds=0.2, warmup=False)
+    store.start()
+    try:
+        assert store.resolve("penguin").version == old
+        shutil.copytree(os.path.join(base, str(old)), os.path.join(base, f".staging-{old + 1}"))
+        os.rename(os.path.join(base, f".staging-{old + 1}"), os.path.join(base, str(old + 1)))
+        _wait_for(lambda: store.resolve("penguin").version == old + 1, "the new version")
+        assert [row[0] for row in store.status("penguin")] == [old + 1]  # latest 1: the old one unloaded
+    finally:
+        store.stop()
+
+
 def test_batch_predictions_on_direct_runner(served, tmp_path):
     from serving.batch import run_batch_predictions
 

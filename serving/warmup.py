@@ -18,7 +18,7 @@ import json
 import os
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from models import features, signatures
+from models import features
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 BLESSING_FILE = os.path.join("assets.extra", "blessing.json")
@@ -32,6 +32,7 @@ def warmup_logs(examples: Sequence[Any], model_name: str) -> List[Any]:
     import tensorflow as tf
     from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, prediction_log_pb2
 
+    from models import signatures
     from serving import payloads
 
     rows = [payloads.row_from_example(e) for e in examples]

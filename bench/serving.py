@@ -132,7 +132,7 @@ def write(results, requests: int) -> None:
                      f"{r['throughput']:.0f} | {r['p50'] / base['p50']:.1f}x | "
                      f"{r['throughput'] / base['throughput']:.2f}x |")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    body = (f"Single-row `serving_raw` predictions, {requests} requests per row after 10 warmup calls "
+    body = (f"Single-row `serving_raw` predictions, {requests} requests per table row after 10 warmup calls "
             f"(load average when done: {load} on {os.cpu_count()} cores). "
             "REST and gRPC go through `serving.client` to the local server (`serving.server`) "
             "in another process over loopback; in-process is the model call alone, the limit. "

@@ -43,7 +43,7 @@ bench: setup
 	$(BIN)/python -m bench
 
 serve: setup
-	$(BIN)/tfxt serve
+	$(BIN)/tfxt serving serve
 
 # Regenerate the pinned lock from requirements.in (needs the registry).
 lock: setup

@@ -107,5 +107,9 @@ from pipeline.tracking_cli import runs, synth_command  # noqa: E402
 main.add_command(runs)
 main.add_command(synth_command)
 
+from serving.cli import serving  # noqa: E402 - defined after `main`'s options, which it reuses
+
+main.add_command(serving)
+
 if __name__ == "__main__":
     main()

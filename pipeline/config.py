@@ -116,6 +116,31 @@ class MetadataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServingSettings:
+    """Serving: the local TF Serving-compatible server and the generated TF Serving files."""
+
+    host: str = "127.0.0.1"
+    rest_port: int = 8501
+    grpc_port: int = 8500
+    # base_path written into models.config; empty = the local serving_model_dir.
+    # Set it to where TF Serving sees the versions (e.g. gs://bucket/serving_model/penguin).
+    model_base_path: str = ""
+    # How many of the newest versions to serve when no version is labelled.
+    num_versions: int = 1
+    # Seconds between scans for new versions and models.config changes.
+    poll_seconds: float = 1.0
+    # Largest request body (REST) or message (gRPC) the local server accepts.
+    max_request_bytes: int = 4 * 1024 * 1024
+    # Fraction of requests written to the request log (0 turns it off).
+    request_log_sample_rate: float = 1.0
+    # TF Serving's batching parameters (batching_parameters.txt).
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 2000
+    num_batch_threads: int = 2
+    max_enqueued_batches: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything `create_pipeline` needs. Paths are absolute after `load_config`."""
 
@@ -139,6 +164,7 @@ class PipelineConfig:
     edge: EdgeConfig = EdgeConfig()
     tuner: TunerConfig = TunerConfig()
     metadata: MetadataConfig = MetadataConfig()
+    serving: ServingSettings = ServingSettings()
     # tf.distribute strategy for the Trainer: one of STRATEGIES.
     strategy: str = "one_device"
     # Hash buckets of the train/eval split.
@@ -242,6 +268,7 @@ def validate(config: PipelineConfig) -> None:
     if "://" not in config.data_root:
         _check_spans(config)
     _check_orchestration(config.orchestration)
+    _validate_serving(config.serving)
 
 
 def _check_orchestration(orchestration: Orchestration) -> None:
@@ -262,6 +289,23 @@ def _check_orchestration(orchestration: Orchestration) -> None:
             if not getattr(orchestration, name):
                 raise ConfigError(f"orchestration.beam_runner is DataflowRunner but orchestration.{name} "
                                   "is empty: set the Google Cloud project and region Dataflow runs in.")
+
+
+
+def _validate_serving(serving: ServingSettings) -> None:
+    for name in ("rest_port", "grpc_port"):
+        if not 0 <= getattr(serving, name) <= 65535:
+            raise ConfigError(f"serving.{name} must be a port number (0-65535; 0 picks a free one).")
+    if serving.rest_port == serving.grpc_port and serving.rest_port != 0:
+        raise ConfigError("serving.rest_port and serving.grpc_port must differ.")
+    for name in ("num_versions", "max_request_bytes", "max_batch_size", "num_batch_threads",
+                 "max_enqueued_batches"):
+        if getattr(serving, name) < 1:
+            raise ConfigError(f"serving.{name} must be at least 1, got {getattr(serving, name)}.")
+    if serving.poll_seconds <= 0:
+        raise ConfigError("serving.poll_seconds must be positive.")
+    if not 0.0 <= serving.request_log_sample_rate <= 1.0:
+        raise ConfigError("serving.request_log_sample_rate must lie in [0, 1].")
 
 
 def span_pattern(spans: Tuple[int, ...]) -> str:

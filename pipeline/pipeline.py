@@ -1,8 +1,9 @@
 """The canonical TFX pipeline, as one pure function of `PipelineConfig`.
 
 ExampleGen -> StatisticsGen -> SchemaGen / ImportSchemaGen (fingerprinted) -> ExampleValidator
--> AnomaliesGate -> Transform -> [Tuner, if tuner.enabled] -> Trainer -> Resolver -> Evaluator -> Pusher
-(+ EdgeExport after the Evaluator when config.edge.enabled)
+-> AnomaliesGate -> Transform -> [Tuner, if tuner.enabled] -> Trainer -> Resolver -> Evaluator
+-> ServingModel (warmup requests, blessing record) -> Pusher
+(+ RunRecord first, and EdgeExport after the Evaluator when config.edge.enabled)
 
 Every runner in `runners/` hands `create_pipeline(config)` to its orchestrator.
 Imports are the component modules themselves, not `tfx.v1`, which would pull in
@@ -39,6 +40,7 @@ from pipeline.pusher import ServingPusher
 from pipeline.orchestration import beam_pipeline_args
 from pipeline.tuning import tuner_component
 from pipeline.run_record import make_run_record
+from serving.components import ServingModel
 
 
 def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
@@ -104,8 +106,12 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(config),
     )
+    # The trained model plus TF Serving warmup requests and its blessing record.
+    serving_model = ServingModel(
+        model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
+        blessing=evaluator.outputs["blessing"], model_name=config.pipeline_name)
     pusher = ServingPusher(
-        model=trainer.outputs["model"],
+        model=serving_model.outputs["serving_model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(
@@ -116,7 +122,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
     example_gen.add_upstream_node(run_record)
     components: List = [
         run_record, example_gen, statistics_gen, schema_gen, import_schema_gen, example_validator,
-        anomalies_gate, transform, trainer, model_resolver, evaluator, pusher,
+        anomalies_gate, transform, trainer, model_resolver, evaluator, serving_model, pusher,
     ] + ([tuner] if tuner else [])
     if config.edge.enabled:
         components.append(EdgeExport(

@@ -59,7 +59,8 @@ def test_trainer_evaluator_and_pusher_are_chained_by_blessing(components):
     assert _producer(evaluator.inputs["model"]) == "Trainer"
     assert _producer(evaluator.inputs["baseline_model"]) == "latest_blessed_model_resolver"
     assert _producer(evaluator.inputs["examples"]) == "CsvExampleGen"
-    assert _producer(pusher.inputs["model"]) == "Trainer"
+    assert _producer(pusher.inputs["model"]) == "ServingModel"
+    assert _producer(components["ServingModel"].inputs["model"]) == "Trainer"
     assert _producer(pusher.inputs["model_blessing"]) == "Evaluator"
 
 

@@ -1,0 +1,139 @@
+"""Conversions between the shapes a prediction request takes.
+
+Raw rows (dicts of feature -> value, as users and CSV files hold them),
+`tf.Example`s (what `serving_default` and the classify API take), raw columns
+(what `serving_raw` takes: float32 with NaN for a missing numeric, "" for a
+missing categorical) and TF Serving's JSON tensor encoding.
+
+Used by the clients, the local server, warmup requests and batch predictions,
+so that all of them encode a missing value the same way.
+"""
+
+import base64
+import math
+from typing import Any, Dict, Iterable, List, Mapping, Sequence
+
+import numpy as np
+
+from models import features
+
+
+def example_from_row(row: Mapping[str, Any]):
+    """A `tf.train.Example` from a raw row, typed as TF Serving types JSON values.
+
+    Integers become int64 features, other numbers float features and strings
+    bytes features (TF Serving's classify API uses the same rule). None, NaN
+    and "" mean missing, so the feature is left out.
+    """
+    import tensorflow as tf
+
+    example = tf.train.Example()
+    for key, value in row.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        values = [v for v in values if not _is_missing(v)]
+        if not values:
+            continue
+        feature = example.features.feature[key]
+        if all(isinstance(v, (bytes, str)) for v in values):
+            feature.bytes_list.value.extend(v.encode() if isinstance(v, str) else v for v in values)
+        elif all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+            feature.int64_list.value.extend(int(v) for v in values)
+        elif all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values):
+            feature.float_list.value.extend(float(v) for v in values)
+        else:
+            raise ValueError(f"feature {key!r}: {value!r} is not a number, a string or a list of one kind")
+    return example
+
+
+def row_from_example(example) -> Dict[str, Any]:
+    """The raw row of a `tf.train.Example` (single values unwrapped, missing left out)."""
+    row: Dict[str, Any] = {}
+    for key, feature in example.features.feature.items():
+        kind = feature.WhichOneof("kind")
+        if kind is None:
+            continue
+        values = list(getattr(feature, kind).value)
+        if kind == "bytes_list":
+            values = [v.decode("utf-8", "replace") for v in values]
+        if values:
+            row[key] = values[0] if len(values) == 1 else values
+    return row
+
+
+def raw_columns(rows: Sequence[Mapping[str, Any]]) -> Dict[str, np.ndarray]:
+    """The inputs of the `serving_raw` signature for `rows`.
+
+    Raises:
+      ValueError: a row holds a column the model does not know, or a value of
+        the wrong kind; the message names it.
+    """
+    known = set(features.feature_keys()) | {features.LABEL_KEY} | set(features.PASSTHROUGH_KEYS)
+    for index, row in enumerate(rows):
+        unknown = sorted(set(row) - known)
+        if unknown:
+            raise ValueError(f"row {index}: unknown feature(s) {unknown}; "
+                             f"the model takes {list(features.feature_keys())}")
+    columns: Dict[str, np.ndarray] = {}
+    for key in features.NUMERIC_FEATURE_KEYS:
+        values = []
+        for index, row in enumerate(rows):
+            value = row.get(key)
+            if _is_missing(value):
+                values.append(math.nan)
+                continue
+            try:
+                values.append(float(value))
+            except (TypeError, ValueError):
+                raise ValueError(f"row {index}: {key} must be a number, got {value!r}") from None
+        columns[key] = np.asarray(values, dtype=np.float32)
+    for key in features.CATEGORICAL_FEATURE_KEYS:
+        values = []
+        for index, row in enumerate(rows):
+            value = row.get(key)
+            if _is_missing(value):
+                values.append("")
+            elif isinstance(value, str):
+                values.append(value)
+            else:
+                raise ValueError(f"row {index}: {key} must be a string, got {value!r}")
+        columns[key] = np.asarray(values, dtype=object)
+    return columns
+
+
+def json_rows(columns: Mapping[str, np.ndarray]) -> List[Dict[str, Any]]:
+    """Columns to TF Serving's row format (`instances`): one object per row."""
+    names = list(columns)
+    size = len(next(iter(columns.values()))) if columns else 0
+    return [{name: to_json(columns[name][i]) for name in names} for i in range(size)]
+
+
+def to_json(value: Any, name: str = "") -> Any:
+    """A numpy value or array as TF Serving writes it in JSON.
+
+    Strings are UTF-8 text, except outputs whose name ends in `_bytes`, which
+    TF Serving writes as {"b64": ...}; NaN stays NaN, as TF Serving writes it.
+    """
+    if isinstance(value, np.ndarray):
+        return [to_json(v, name) for v in value]
+    if isinstance(value, (list, tuple)):
+        return [to_json(v, name) for v in value]
+    if isinstance(value, bytes):
+        if name.endswith("_bytes"):
+            return {"b64": base64.b64encode(value).decode()}
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item() if not isinstance(value, np.bytes_) else to_json(bytes(value), name)
+    return value
+
+
+def rows_to_examples(rows: Iterable[Mapping[str, Any]]) -> List[Any]:
+    """`example_from_row` for each row, without the label (serving does not take it)."""
+    return [example_from_row({k: v for k, v in row.items() if k != features.LABEL_KEY}) for row in rows]
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value == ""

@@ -1,0 +1,86 @@
+"""The local server's request log: one JSON object per line, for skew detection later.
+
+Each successful request is logged with its raw inputs, one row per example
+(the same rows `serving.payloads` builds, so they compare directly with the
+training CSV or TFDV statistics), its outputs, the model version that answered,
+the API and the latency; failed requests are logged without rows. A sample
+rate below 1 logs that fraction of requests.
+"""
+
+import json
+import os
+import random
+import threading
+import time
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from serving import payloads
+
+
+class RequestLog:
+    """Appends JSON lines to `path`; thread-safe. A None path or a zero rate logs nothing."""
+
+    def __init__(self, path: Optional[str], sample_rate: float = 1.0):
+        self.path = path
+        self.sample_rate = sample_rate
+        self._lock = threading.Lock()
+        self._file = None
+
+    def write(self, api: str, method: str, model: Optional[str], version: Optional[int],
+              signature: Optional[str], status: str, started: float,
+              inputs: Optional[Mapping[str, np.ndarray]] = None,
+              outputs: Optional[Mapping[str, np.ndarray]] = None) -> None:
+        if not self.path or self.sample_rate <= 0 or random.random() >= self.sample_rate:
+            return
+        entry: Dict[str, Any] = {
+            "time": _utc_now(),
+            "api": api, "method": method, "model": model, "version": version,
+            "signature": signature, "status": status,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+        if inputs is not None:
+            entry["rows"] = input_rows(inputs)
+        if outputs is not None:
+            entry["outputs"] = payloads.json_rows(dict(outputs)) if _same_length(outputs) else {
+                k: payloads.to_json(v, k) for k, v in outputs.items()}
+        line = json.dumps(entry) + "\n"
+        with self._lock:
+            if self._file is None:
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+                self._file = open(self.path, "a", buffering=1)
+            self._file.write(line)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def input_rows(inputs: Mapping[str, np.ndarray]) -> List[Dict[str, Any]]:
+    """Raw feature rows of a request: parsed tf.Examples, or the raw columns row by row."""
+    if len(inputs) == 1:
+        (key, value), = inputs.items()
+        values = np.reshape(np.asarray(value, dtype=object), [-1])
+        if len(values) and all(isinstance(v, bytes) for v in values):
+            import tensorflow as tf
+
+            try:
+                return [payloads.row_from_example(tf.train.Example.FromString(v)) for v in values]
+            except Exception:  # noqa: BLE001 - not serialized Examples: log the values as they are
+                pass
+    if _same_length(inputs):
+        return payloads.json_rows(dict(inputs))
+    return [{k: payloads.to_json(v, k) for k, v in inputs.items()}]
+
+
+def _same_length(arrays: Mapping[str, np.ndarray]) -> bool:
+    lengths = {len(v) if np.ndim(v) else -1 for v in arrays.values()}
+    return len(lengths) == 1 and -1 not in lengths
+
+
+def _utc_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"

@@ -1,0 +1,128 @@
+"""Canary, promote and rollback: which pushed versions carry the `stable` and `canary` labels.
+
+The labels live in models.config (see `serving.config`); every change rewrites
+it atomically, and TF Serving or the local server picks it up while running.
+A version is *ready* when its directory holds saved_model.pb (Pusher copies that
+file last) and *blessed* when its `assets.extra/blessing.json` says the
+Evaluator blessed it (`serving.warmup`). Labels only ever point at versions
+that are ready and blessed.
+
+Called by `tfxt serving versions|canary|promote|rollback` (`serving.cli`) and tests.
+"""
+
+import dataclasses
+import os
+from typing import Dict, List, Optional
+
+from serving import config as serving_config
+from serving.config import CANARY, STABLE, ServingPaths
+from serving.warmup import read_blessing
+
+
+class VersionError(ValueError):
+    """A label change that cannot be made; the message says why and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    blessed: bool
+    labels: tuple
+
+
+def ready_versions(serving_model_dir: str) -> List[int]:
+    """Versions under `serving_model_dir` whose saved_model.pb is in place, oldest first."""
+    if not os.path.isdir(serving_model_dir):
+        return []
+    return sorted(int(name) for name in os.listdir(serving_model_dir)
+                  if name.isdigit() and os.path.isfile(
+                      os.path.join(serving_model_dir, name, "saved_model.pb")))
+
+
+def is_blessed(serving_model_dir: str, version: int) -> bool:
+    return bool(read_blessing(os.path.join(serving_model_dir, str(version))).get("blessed"))
+
+
+def blessed_versions(serving_model_dir: str) -> List[int]:
+    """Ready versions the Evaluator blessed, oldest first."""
+    return [v for v in ready_versions(serving_model_dir) if is_blessed(serving_model_dir, v)]
+
+
+def current_labels(paths: ServingPaths) -> Dict[str, int]:
+    """The version labels of models.config (empty when it does not exist)."""
+    if not os.path.exists(paths.models_config):
+        return {}
+    server_config = serving_config.read_models_config(paths.models_config)
+    for model in server_config.model_config_list.config:
+        if model.name == paths.model_name:
+            return dict(model.version_labels)
+    return {}
+
+
+def list_versions(paths: ServingPaths) -> List[VersionInfo]:
+    """Every ready version with its blessing and labels, newest first."""
+    labels = current_labels(paths)
+    return [VersionInfo(v, is_blessed(paths.serving_model_dir, v),
+                        tuple(sorted(k for k, lv in labels.items() if lv == v)))
+            for v in reversed(ready_versions(paths.serving_model_dir))]
+
+
+def stable_version(paths: ServingPaths) -> Optional[int]:
+    """The `stable` version; without labels, the newest ready version (what TF Serving serves)."""
+    labels = current_labels(paths)
+    if STABLE in labels:
+        return labels[STABLE]
+    ready = ready_versions(paths.serving_model_dir)
+    return ready[-1] if ready else None
+
+
+def set_canary(paths: ServingPaths, version: int) -> Dict[str, int]:
+    """Labels `version` canary next to the current stable; returns the new labels."""
+    _check_servable(paths, version, "canary")
+    stable = stable_version(paths)
+    if stable is None or stable == version:
+        raise VersionError(f"Version {version} is already stable (or nothing is); a canary must be "
+                           "a different version. Push a new model first.")
+    return _write(paths, {STABLE: stable, CANARY: version})
+
+
+def promote(paths: ServingPaths) -> Dict[str, int]:
+    """Moves `stable` to the canary version and drops the canary label."""
+    canary = current_labels(paths).get(CANARY)
+    if canary is None:
+        raise VersionError("No version is labelled canary; run `tfxt serving canary VERSION` first.")
+    _check_servable(paths, canary, "stable")
+    return _write(paths, {STABLE: canary})
+
+
+def rollback(paths: ServingPaths) -> Dict[str, int]:
+    """Points `stable` at the newest blessed, present version older than it; drops `canary`."""
+    stable = stable_version(paths)
+    if stable is None:
+        raise VersionError(f"No versions in {paths.serving_model_dir}; there is nothing to roll back.")
+    earlier = [v for v in blessed_versions(paths.serving_model_dir) if v < stable]
+    if not earlier:
+        raise VersionError(f"No blessed version older than stable {stable} is present in "
+                           f"{paths.serving_model_dir}; stable stays at {stable}.")
+    return _write(paths, {STABLE: earlier[-1]})
+
+
+def _check_servable(paths: ServingPaths, version: int, label: str) -> None:
+    if version not in ready_versions(paths.serving_model_dir):
+        raise VersionError(f"Version {version} is not in {paths.serving_model_dir} (or its "
+                           f"saved_model.pb is missing); it cannot be {label}. "
+                           "See `tfxt serving versions`.")
+    if not is_blessed(paths.serving_model_dir, version):
+        raise VersionError(f"Version {version} was not blessed by the Evaluator (no blessing record "
+                           f"in its assets.extra); it cannot be {label}.")
+
+
+def _write(paths: ServingPaths, labels: Dict[str, int]) -> Dict[str, int]:
+    model_base_path = paths.model_base_path
+    if os.path.exists(paths.models_config):
+        for model in serving_config.read_models_config(paths.models_config).model_config_list.config:
+            if model.name == paths.model_name:
+                model_base_path = model.base_path
+    serving_config.write_models_config(paths.models_config, serving_config.model_server_config(
+        paths.model_name, model_base_path, labels))
+    return labels

@@ -1,0 +1,176 @@
+"""Serving configuration and version labels, on fake version directories (no model, no TF).
+
+models.config generation and parsing, the batching and monitoring files,
+atomic writes, and canary / promote / rollback through the functions and the
+`tfxt serving` commands, including the refusals: a label never goes to a
+missing or unblessed version.
+"""
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import main
+from pipeline.config import ConfigError, load_config
+from serving import config as serving_config
+from serving import versions
+from serving.config import CANARY, STABLE, ServingPaths
+from tests.conftest import DATA_ROOT, SCHEMA_PATH
+
+
+def _push(base, version, blessed=True, complete=True):
+    """A fake pushed version: saved_model.pb last, as Pusher writes it, plus a blessing record."""
+    directory = os.path.join(base, str(version))
+    os.makedirs(os.path.join(directory, "assets.extra"), exist_ok=True)
+    if blessed is not None:
+        with open(os.path.join(directory, "assets.extra", "blessing.json"), "w") as f:
+            json.dump({"blessed": blessed}, f)
+    if complete:
+        open(os.path.join(directory, "saved_model.pb"), "wb").close()
+
+
+@pytest.fixture
+def paths(tmp_path):
+    base = str(tmp_path / "serving_model" / "penguin")
+    os.makedirs(base)
+    return ServingPaths("penguin", base, base, str(tmp_path / "serving_config"),
+                        str(tmp_path / "requests.jsonl"))
+
+
+def _config(tmp_path, **serving):
+    return load_config(overrides={"data_root": DATA_ROOT, "schema_path": SCHEMA_PATH,
+                                  "output_dir": str(tmp_path / "outputs"), "serving": serving},
+                       base_dir=str(tmp_path))
+
+
+def test_models_config_carries_policy_and_labels_and_parses_back(paths):
+    config = serving_config.model_server_config("penguin", paths.serving_model_dir,
+                                                {STABLE: 10, CANARY: 12})
+    serving_config.write_models_config(paths.models_config, config)
+    parsed = serving_config.read_models_config(paths.models_config)
+    model = parsed.model_config_list.config[0]
+    assert model.name == "penguin" and model.base_path == paths.serving_model_dir
+    assert model.model_platform == "tensorflow"
+    assert list(model.model_version_policy.specific.versions) == [10, 12]
+    assert dict(model.version_labels) == {STABLE: 10, CANARY: 12}
+    unlabelled = serving_config.model_server_config("penguin", "/models/penguin", None, num_versions=2)
+    assert unlabelled.model_config_list.config[0].model_version_policy.latest.num_versions == 2
+    assert os.listdir(paths.config_dir) == ["models.config"]  # no temporary file left behind
+
+
+def test_a_broken_models_config_is_reported_by_name(paths):
+    os.makedirs(paths.config_dir)
+    with open(paths.models_config, "w") as f:
+        f.write("model_config_list { config { nme: 'x' } }")
+    with pytest.raises(ValueError, match="models.config is not a valid ModelServerConfig"):
+        serving_config.read_models_config(paths.models_config)
+
+
+def test_serving_files_from_config(tmp_path):
+    config = _config(tmp_path, max_batch_size=8, model_base_path="/models/penguin")
+    base = config.serving_model_dir
+    _push(base, 100)
+    _push(base, 200)
+    _push(base, 300, blessed=False)
+    files = serving_config.write_serving_files(config)
+    model = serving_config.read_models_config(files["models.config"]).model_config_list.config[0]
+    assert model.base_path == "/models/penguin"
+    assert dict(model.version_labels) == {STABLE: 200}  # the newest *blessed* version
+    batching = open(files["batching_parameters.txt"]).read()
+    assert "max_batch_size { value: 8 }" in batching and "batch_timeout_micros { value: 2000 }" in batching
+    monitoring = open(files["monitoring.config"]).read()
+    assert "enable: true" in monitoring and serving_config.PROMETHEUS_PATH in monitoring
+
+
+def test_serving_settings_are_validated(tmp_path):
+    with pytest.raises(ConfigError, match="serving.rest_port"):
+        _config(tmp_path, rest_port=70000)
+    with pytest.raises(ConfigError, match="must differ"):
+        _config(tmp_path, rest_port=9000, grpc_port=9000)
+    with pytest.raises(ConfigError, match="serving.max_request_bytes"):
+        _config(tmp_path, max_request_bytes=0)
+
+
+def test_canary_promote_rollback(paths):
+    for version in (1, 2, 3):
+        _push(paths.serving_model_dir, version)
+    versions._write(paths, {STABLE: 2})
+    assert versions.set_canary(paths, 3) == {STABLE: 2, CANARY: 3}
+    assert versions.current_labels(paths) == {STABLE: 2, CANARY: 3}
+    assert [(v.version, v.labels) for v in versions.list_versions(paths)] == [
+        (3, (CANARY,)), (2, (STABLE,)), (1, ())]
+    assert versions.promote(paths) == {STABLE: 3}
+    assert versions.rollback(paths) == {STABLE: 2}
+    assert versions.rollback(paths) == {STABLE: 1}
+    with pytest.raises(versions.VersionError, match="No blessed version older than stable 1"):
+        versions.rollback(paths)
+    assert versions.current_labels(paths) == {STABLE: 1}
+
+
+def test_rollback_skips_missing_and_unblessed_versions(paths):
+    _push(paths.serving_model_dir, 1)
+    _push(paths.serving_model_dir, 2, blessed=False)
+    _push(paths.serving_model_dir, 3, blessed=None)  # no blessing record at all
+    _push(paths.serving_model_dir, 4, complete=False)  # saved_model.pb not (yet) there
+    _push(paths.serving_model_dir, 5)
+    versions._write(paths, {STABLE: 5})
+    assert versions.rollback(paths) == {STABLE: 1}
+    for version, reason in ((2, "not blessed"), (3, "not blessed"), (4, "is not in"), (9, "is not in")):
+        with pytest.raises(versions.VersionError, match=reason):
+            versions.set_canary(paths, version)
+    with pytest.raises(versions.VersionError, match="No version is labelled canary"):
+        versions.promote(paths)
+    assert versions.current_labels(paths) == {STABLE: 1}
+
+
+def test_promote_refuses_a_canary_that_disappeared(paths):
+    _push(paths.serving_model_dir, 1)
+    _push(paths.serving_model_dir, 2)
+    versions._write(paths, {STABLE: 1})
+    versions.set_canary(paths, 2)
+    os.remove(os.path.join(paths.serving_model_dir, "2", "saved_model.pb"))
+    with pytest.raises(versions.VersionError, match="Version 2 is not in"):
+        versions.promote(paths)
+    assert versions.current_labels(paths) == {STABLE: 1, CANARY: 2}
+
+
+def test_cli_versions_canary_promote_rollback(tmp_path):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(f"output_dir: {tmp_path / 'outputs'}\ndata_root: {DATA_ROOT}\n"
+                           f"schema_path: {SCHEMA_PATH}\n")
+    base = os.path.join(str(tmp_path), "outputs", "serving_model", "penguin")
+    _push(base, 1)
+    _push(base, 2)
+    runner = CliRunner()
+
+    def tfxt(*args):
+        return runner.invoke(main, ["serving", *args, "--config", str(config_file)])
+
+    result = tfxt("config")
+    assert result.exit_code == 0, result.output
+    assert "models.config" in result.output
+    result = tfxt("canary", "2")
+    assert result.exit_code == 1 and "already stable" in result.output  # newest blessed is stable
+    assert tfxt("rollback").exit_code == 0
+    result = tfxt("canary", "2")
+    assert result.exit_code == 0 and "canary=2, stable=1" in result.output
+    listing = tfxt("versions").output
+    assert "2            yes      canary" in listing and "1            yes      stable" in listing
+    assert "stable=2" in tfxt("promote").output
+    result = tfxt("canary", "7")
+    assert result.exit_code == 1 and "Version 7 is not in" in result.output
+
+
+def test_serving_model_sits_between_the_evaluator_and_the_pusher(tmp_path):
+    from pipeline.pipeline import create_pipeline
+
+    components = {c.id: c for c in create_pipeline(_config(tmp_path)).components}
+    serving_model, pusher = components["ServingModel"], components["Pusher"]
+    assert serving_model.inputs["model"].producer_component_id == "Trainer"
+    assert serving_model.inputs["examples"].producer_component_id == "CsvExampleGen"  # raw, for warmup
+    assert serving_model.inputs["blessing"].producer_component_id == "Evaluator"
+    assert serving_model.exec_properties["model_name"] == "penguin"
+    assert pusher.inputs["model"].producer_component_id == "ServingModel"
+    assert pusher.inputs["model_blessing"].producer_component_id == "Evaluator"

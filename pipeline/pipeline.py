@@ -36,10 +36,10 @@ from models import features
 from pipeline import mlmd
 from pipeline.components import AnomaliesGate, FingerprintedImportSchemaGen
 from pipeline.config import PipelineConfig, span_pattern
-from pipeline.pusher import ServingPusher
 from pipeline.orchestration import beam_pipeline_args
-from pipeline.tuning import tuner_component
+from pipeline.pusher import ServingPusher
 from pipeline.run_record import make_run_record
+from pipeline.tuning import tuner_component
 from serving.components import ServingModel
 
 

@@ -82,7 +82,10 @@ def test_pipeline_level_settings(config):
     pipeline = create_pipeline(config)
     assert pipeline.pipeline_info.pipeline_name == config.pipeline_name
     assert pipeline.enable_cache is True
-    assert pipeline.beam_pipeline_args == list(config.beam_args)
+    from pipeline.orchestration import beam_pipeline_args
+
+    assert pipeline.beam_pipeline_args == beam_pipeline_args(config)
+    assert "--direct_running_mode=in_memory" in pipeline.beam_pipeline_args
 
 
 def test_eval_config_slices_and_gates_derive_from_features(config):

@@ -22,9 +22,8 @@ SET_OPTION = click.option(
     help="Override a config field, e.g. --set hyperparameters.train_steps=50 (repeatable).")
 
 
-def config_from_options(config_path: Optional[str], overrides: Tuple[str, ...],
-                        require_schema: bool = True):
-    """The validated config from a file plus FIELD=VALUE overrides (dots nest)."""
+def parse_overrides(overrides: Tuple[str, ...]) -> dict:
+    """`--set` FIELD=VALUE items as a nested dict (`a.b=1` -> {"a": {"b": "1"}})."""
     values: dict = {}
     for item in overrides:
         if "=" not in item:
@@ -35,8 +34,14 @@ def config_from_options(config_path: Optional[str], overrides: Tuple[str, ...],
         for parent in parents:
             target = target.setdefault(parent, {})
         target[leaf] = value
+    return values
+
+
+def config_from_options(config_path: Optional[str], overrides: Tuple[str, ...],
+                        require_schema: bool = True):
+    """The validated config from a file plus FIELD=VALUE overrides (dots nest)."""
     try:
-        return load_config(config_path, values, require_schema=require_schema)
+        return load_config(config_path, parse_overrides(overrides), require_schema=require_schema)
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
 

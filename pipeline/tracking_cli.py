@@ -118,17 +118,9 @@ def synth_command(rows, out_dir, spans, seed) -> None:
 
 
 def _nested(overrides) -> dict:
-    values: dict = {}
-    for item in overrides:
-        if "=" not in item:
-            raise click.BadParameter(f"{item!r} is not FIELD=VALUE", param_hint="--set")
-        field, value = item.split("=", 1)
-        target = values
-        *parents, leaf = field.split(".")
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[leaf] = value
-    return values
+    from pipeline.cli import parse_overrides  # here: pipeline.cli imports this module at its end
+
+    return parse_overrides(overrides)
 
 
 def _run_dict(run) -> dict:

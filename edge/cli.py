@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from pipeline.cli import CONFIG_OPTION, SET_OPTION, config_from_options
+from pipeline.cli_options import CONFIG_OPTION, SET_OPTION, config_from_options
 
 
 @click.group("edge")

@@ -66,6 +66,9 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=curated_schema)
     anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+    # SchemaGen must finish before the gate can stop a run: `tfxt schema refresh`
+    # needs its inferred schema exactly when the data no longer fits the curated one.
+    anomalies_gate.add_upstream_node(schema_gen)
     transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=curated_schema,

@@ -20,7 +20,7 @@ SET_OPTION = click.option(
 
 
 def config_from_options(config_path, overrides):
-    from pipeline.cli import config_from_options as build
+    from pipeline.cli_options import config_from_options as build
 
     return build(config_path, overrides)
 
@@ -118,7 +118,7 @@ def synth_command(rows, out_dir, spans, seed) -> None:
 
 
 def _nested(overrides) -> dict:
-    from pipeline.cli import parse_overrides  # here: pipeline.cli imports this module at its end
+    from pipeline.cli_options import parse_overrides
 
     return parse_overrides(overrides)
 

@@ -8,7 +8,7 @@ import json
 
 import click
 
-from pipeline.cli import CONFIG_OPTION, SET_OPTION, config_from_options
+from pipeline.cli_options import CONFIG_OPTION, SET_OPTION, config_from_options
 
 
 @click.group()

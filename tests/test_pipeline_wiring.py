@@ -49,6 +49,8 @@ def test_data_flows_through_validation_and_the_curated_schema(components):
     assert _producer(components["SchemaGen"].inputs["statistics"]) == "StatisticsGen"
     # Transform (hence Trainer and Pusher) waits for the anomalies gate.
     assert "AnomaliesGate" in {c.id for c in transform.upstream_nodes}
+    # SchemaGen always runs before the gate can stop a run (schema refresh needs it).
+    assert "SchemaGen" in {c.id for c in components["AnomaliesGate"].upstream_nodes}
     assert _producer(components["AnomaliesGate"].inputs["anomalies"]) == "ExampleValidator"
 
 

@@ -1,0 +1,43 @@
+"""Options and config parsing shared by every `tfxt` command group.
+
+In its own module so that the groups in `edge.cli`, `serving.cli` and
+`pipeline.tracking_cli` can import it without importing `pipeline.cli`, which
+imports them (that cycle breaks `python -m pipeline.cli`).
+"""
+
+from typing import Optional, Tuple
+
+import click
+
+from pipeline.config import ConfigError, load_config
+
+CONFIG_OPTION = click.option(
+    "--config", "config_path", envvar="TFXT_CONFIG", type=click.Path(dir_okay=False),
+    help="YAML or JSON config file (default: $TFXT_CONFIG, else built-in defaults).")
+SET_OPTION = click.option(
+    "--set", "overrides", multiple=True, metavar="FIELD=VALUE",
+    help="Override a config field, e.g. --set hyperparameters.train_steps=50 (repeatable).")
+
+
+def parse_overrides(overrides: Tuple[str, ...]) -> dict:
+    """`--set` FIELD=VALUE items as a nested dict (`a.b=1` -> {"a": {"b": "1"}})."""
+    values: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r} is not FIELD=VALUE", param_hint="--set")
+        field, value = item.split("=", 1)
+        target = values
+        *parents, leaf = field.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return values
+
+
+def config_from_options(config_path: Optional[str], overrides: Tuple[str, ...],
+                        require_schema: bool = True):
+    """The validated config from a file plus FIELD=VALUE overrides (dots nest)."""
+    try:
+        return load_config(config_path, parse_overrides(overrides), require_schema=require_schema)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None

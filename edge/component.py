@@ -20,7 +20,8 @@ from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, Transfo
 class EdgeModel(Artifact):
     """A folder of edge model variants, preprocessing spec, readiness report and edge blessing."""
 
-    TYPE_NAME = "EdgeModel"
+    # "<namespace>.<Name>": the form the Kubeflow V2 compiler requires of custom artifact types.
+    TYPE_NAME = "tfxt.EdgeModel"
 
 
 @component

@@ -112,9 +112,15 @@ def _check_against_graph(spec: Mapping[str, Any], tf_transform_output) -> None:
         for z in (-3.0, -0.5, 0.0, 0.7, 2.5):
             value = feature["mean"] + (z + rng.uniform(-0.1, 0.1)) * feature["std"]
             rows.append({feature["name"]: round(value) if feature["dtype"] == "int" else value})
+    raw_spec = tf_transform_output.raw_feature_spec()
     for feature in spec["categorical"]:
-        rows += [{feature["name"]: v} for v in feature["vocabulary"] + ["", "__never_seen__"]]
-    full_rows = [{**_probe_row(tf_transform_output.raw_feature_spec(), None), **row} for row in rows]
+        # A missing value can only be probed where the schema lets the column be absent.
+        optional = getattr(raw_spec[feature["name"]], "default_value", 0) is not None
+        rows += [{feature["name"]: v}
+                 for v in feature["vocabulary"] + ([""] if optional else []) + ["__never_seen__"]]
+    # Columns not under test hold their mean: a required numeric column cannot be left out.
+    base = _probe_row(raw_spec, {f["name"]: f["mean"] for f in spec["numeric"]})
+    full_rows = [{**base, **row} for row in rows]
     expected = encode_transformed(spec, transform_rows(tf_transform_output, full_rows))
     actual = np.stack([apply_spec(spec, row) for row in full_rows])
     worst = float(np.max(np.abs(expected - actual)))

@@ -178,7 +178,8 @@ def test_kubeflow_v2_compile_has_every_task_and_dependency(vertex_compiled):
     assert "AnomaliesGate" in depends["Transform"]
     assert {"Trainer", "CsvExampleGen"} <= depends["Evaluator"]
     assert any("resolver" in name for name in depends["Evaluator"])
-    assert {"Evaluator", "Trainer"} <= depends["Pusher"]
+    assert {"Evaluator", "ServingModel"} <= depends["Pusher"]
+    assert {"Evaluator", "Trainer"} <= depends["ServingModel"]
     assert depends["CsvExampleGen"] == set()
 
 

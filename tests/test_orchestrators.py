@@ -180,7 +180,8 @@ def test_kubeflow_v2_compile_has_every_task_and_dependency(vertex_compiled):
     assert any("resolver" in name for name in depends["Evaluator"])
     assert {"Evaluator", "ServingModel"} <= depends["Pusher"]
     assert {"Evaluator", "Trainer"} <= depends["ServingModel"]
-    assert depends["CsvExampleGen"] == set()
+    assert depends["CsvExampleGen"] == {"RunRecord"}
+    assert depends["RunRecord"] == set()
 
 
 def test_kubeflow_v2_compile_uses_config_image_root_and_runtime_parameters(vertex_compiled):

@@ -1,4 +1,6 @@
-"""`python -m bench [topic ...]` (or `make bench`): runs every benchmark module, or the named ones."""
+"""`python -m bench [topic ...] [--option ...]` (or `make bench`): runs every benchmark module, or
+the named ones. Options after the topics go to each named topic, so
+`python -m bench scale --rows 1000000` is the same as `python -m bench.scale --rows 1000000`."""
 
 import importlib
 import pkgutil
@@ -8,11 +10,17 @@ import bench
 
 
 def main(argv) -> int:
-    topics = argv or sorted(m.name for m in pkgutil.iter_modules(bench.__path__)
-                            if not m.name.startswith("_") and m.name != "report")
+    split = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
+    topics, options = argv[:split], argv[split:]
+    if options and len(topics) != 1:
+        print("options need exactly one topic, e.g. `python -m bench scale --rows 10000`",
+              file=sys.stderr)
+        return 2
+    topics = topics or sorted(m.name for m in pkgutil.iter_modules(bench.__path__)
+                              if not m.name.startswith("_") and m.name != "report")
     for topic in topics:
         print(f"== bench.{topic}", flush=True)
-        importlib.import_module(f"bench.{topic}").main([])
+        importlib.import_module(f"bench.{topic}").main(options)
     return 0
 
 

@@ -94,13 +94,22 @@ def _node_id(store, execution, pipeline_name: str) -> str:
 
 
 def _outputs(store, execution) -> Dict[str, List[metadata_store_pb2.Artifact]]:
-    events = [e for e in store.get_events_by_execution_ids([execution.id])
-              if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+    return artifacts_by_key(store, execution, (metadata_store_pb2.Event.OUTPUT,
+                                               metadata_store_pb2.Event.DECLARED_OUTPUT))
+
+
+def artifacts_by_key(store, execution, event_types) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+    """Input or output key -> the artifacts `execution` read or wrote under it."""
+    events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type in event_types]
     if not events:
         return {}
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-    outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+    by_key: Dict[str, List[metadata_store_pb2.Artifact]] = {}
     for event in events:
-        key = event.path.steps[0].key if event.path.steps else ""
-        outputs.setdefault(key, []).append(artifacts[event.artifact_id])
-    return outputs
+        # MLMD keeps one event per (artifact, execution, type). An artifact read under two
+        # keys (the Evaluator's model that is also its baseline) gets one event whose path
+        # holds a (key, index) step pair per key: see tfx's event_lib.add_event_path.
+        keys = [step.key for step in event.path.steps if step.HasField("key")] or [""]
+        for key in keys:
+            by_key.setdefault(key, []).append(artifacts[event.artifact_id])
+    return by_key

@@ -170,16 +170,7 @@ def _hyperparameters(store, trainer: Optional[mlmd.NodeExecution]) -> Dict[str, 
 
 
 def _inputs(store, execution) -> Dict[str, List[metadata_store_pb2.Artifact]]:
-    events = [e for e in store.get_events_by_execution_ids([execution.id])
-              if e.type == metadata_store_pb2.Event.INPUT]
-    if not events:
-        return {}
-    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
-    inputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
-    for event in events:
-        key = event.path.steps[0].key if event.path.steps else ""
-        inputs.setdefault(key, []).append(artifacts[event.artifact_id])
-    return inputs
+    return mlmd.artifacts_by_key(store, execution, (metadata_store_pb2.Event.INPUT,))
 
 
 @dataclasses.dataclass

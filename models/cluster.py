@@ -53,6 +53,7 @@ class TrainingJob:
     strategy: str
     hyperparameters: Hyperparameters = Hyperparameters()
     seed: int = 42
+    deterministic_ops: bool = True
     # Logical CPU devices per task: `mirrored` makes one replica per device,
     # so data parallelism can be tried on a machine without GPUs.
     cpu_devices: int = 1
@@ -61,7 +62,8 @@ class TrainingJob:
         hp = self.hyperparameters
         return {"hyperparameters": {"learning_rate": hp.learning_rate, "hidden_units": list(hp.hidden_units),
                                     "dropout": hp.dropout, "batch_size": hp.batch_size},
-                "strategy": self.strategy, "seed": self.seed}
+                "strategy": self.strategy, "seed": self.seed,
+                "deterministic_ops": self.deterministic_ops}
 
 
 @dataclasses.dataclass
@@ -284,7 +286,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           serving_model_dir=serving_model_dir,
                           model_run_dir=os.path.join(work_dir, "model_run"),
                           strategy=args.strategy, hyperparameters=hp, seed=config.seed,
-                          cpu_devices=args.cpu_devices)
+                          deterministic_ops=config.deterministic_ops, cpu_devices=args.cpu_devices)
         ps = args.ps if args.ps is not None else (1 if args.strategy == "parameter_server" else 0)
         workers = args.workers or (2 if args.strategy in MULTI_PROCESS else 1)
         run_cluster(job, workers, ps, work_dir, args.timeout)

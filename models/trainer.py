@@ -31,6 +31,7 @@ class TrainingArgs:
     hyperparameters: Hyperparameters
     strategy: str = "one_device"
     seed: int = 42
+    deterministic_ops: bool = True
 
     @classmethod
     def from_custom_config(cls, custom_config: Optional[Mapping[str, Any]],
@@ -46,7 +47,8 @@ class TrainingArgs:
         known = {f.name for f in dataclasses.fields(Hyperparameters)}
         hp = Hyperparameters(**{k: v for k, v in values.items() if k in known})
         return cls(hyperparameters=hp, strategy=custom_config.get("strategy", "one_device"),
-                   seed=int(custom_config.get("seed", 42)))
+                   seed=int(custom_config.get("seed", 42)),
+                   deterministic_ops=bool(custom_config.get("deterministic_ops", True)))
 
 
 def run_fn(fn_args) -> None:
@@ -123,6 +125,11 @@ def train(args: TrainingArgs, tf_transform_output, train_dataset_fn, eval_datase
       The fitted model, or (model, strategy) with `return_strategy`.
     """
     tf.keras.utils.set_random_seed(args.seed)
+    if args.deterministic_ops and args.strategy != "parameter_server":
+        # Process-wide: ops without a deterministic kernel raise instead of varying silently.
+        # TensorFlow names ParameterServerStrategy itself as a source of nondeterminism (the
+        # coordinator schedules steps on whichever worker is free), so it is left out there.
+        tf.config.experimental.enable_op_determinism()
     strategy = distribution.make_strategy(args.strategy)
     global_batch_size = args.hyperparameters.batch_size * strategy.num_replicas_in_sync
     with strategy.scope():

@@ -171,6 +171,9 @@ class PipelineConfig:
     train_buckets: int = 3
     eval_buckets: int = 1
     seed: int = 42
+    # TensorFlow's op determinism in the Trainer (tf.config.experimental.enable_op_determinism):
+    # the same data and seed give the same weights, at some cost in training speed.
+    deterministic_ops: bool = True
     enable_cache: bool = True
     orchestration: Orchestration = Orchestration()
     # Extra Beam pipeline arguments, appended after those `orchestration` resolves

@@ -96,6 +96,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
             },
             "strategy": config.strategy,
             "seed": config.seed,
+            "deterministic_ops": config.deterministic_ops,
         },
     )
     model_resolver = resolver.Resolver(

@@ -33,6 +33,7 @@ def tuner_component(config: PipelineConfig, examples, transform_graph, schema) -
             "hyperparameters": hyperparameters,
             "strategy": strategy,
             "seed": config.seed,
+            "deterministic_ops": config.deterministic_ops,
             "tuner": {"max_trials": config.tuner.max_trials},
         },
     )

@@ -12,21 +12,25 @@ run the pipeline against it three times, with a short training:
    with run 1's.
 """
 
+import glob
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
 
 from pipeline import mlmd, run_record, tracking
+from pipeline.cli import main
 from pipeline.config import ConfigError, load_config
 from tests.conftest import DATA_ROOT, RUN_TIMEOUT_SECONDS, run_pipeline, write_config
 from tests.mariadb import binaries, mariadb_server
 
 # Short training keeps three runs within the test budget; the threshold keeps them blessed.
+# The edge export is tested on the shared run (tests/test_edge.py), so it is off here.
 SMALL_RUN = {"hyperparameters": {"train_steps": 30, "eval_steps": 5},
-             "thresholds": {"min_accuracy": 0.4}}
+             "thresholds": {"min_accuracy": 0.4}, "edge": {"enabled": False}}
 # Stated tolerance of the reproducibility check (absolute). Same machine, same seed: the
 # runs are expected to agree exactly; the tolerance only absorbs float summation order.
 TOLERANCE = 1e-6
@@ -192,4 +196,65 @@ def test_lineage_traces_the_model_to_its_data(mysql_runs):
     assert "num_files:3" in items["examples"].details["input"]
     assert items["transform graph"].producer == "Transform"
     assert items["schema"].producer == "ImportSchemaGen"
+    # The second run's Evaluator compared against the first run's blessed model.
+    assert items["baseline model"].artifact_id == first.model_id
     assert items["pushed model"].details["pushed_version"] == cached.pushed_version
+
+
+@pytest.mark.e2e
+def test_runs_cli_lists_and_shows(mysql_runs):
+    _, config_path, rerun_output = mysql_runs
+    config = load_config(config_path, base_dir=os.path.dirname(config_path))
+    history = tracking.list_runs(config, read_metrics=False)
+    assert f"Re-running {history[0].run_id}" in rerun_output
+    result = CliRunner().invoke(main, ["runs", "list", "--config", config_path])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].split()[:3] == ["RUN", "ID", "STARTED"]
+    assert [line.split()[0] for line in lines[1:]] == [run.run_id for run in history]
+    assert "(reused)" in lines[2] and "(reused)" not in lines[1]
+    assert config.fingerprint() in lines[1] and "2007-2009" in lines[1]
+    shown = CliRunner().invoke(main, ["runs", "show", history[1].run_id, "--config", config_path])
+    assert shown.exit_code == 0, shown.output
+    assert "transform graph" in shown.output and "Trainer [cached]" in shown.output
+    missing = CliRunner().invoke(main, ["runs", "show", "no-such-run", "--config", config_path])
+    assert missing.exit_code != 0 and "No run 'no-such-run'" in missing.output
+
+
+@pytest.mark.e2e
+def test_rerun_reproduces_transformed_data_and_metrics(mysql_runs):
+    """Same config, same data, caching off: identical transformed data and metrics within TOLERANCE."""
+    config, _, _ = mysql_runs
+    first, _, rerun = tracking.list_runs(config)
+    first_examples = _transformed_rows(first)
+    rerun_examples = _transformed_rows(rerun)
+    assert first_examples.keys() == rerun_examples.keys() == {"train", "eval"}
+    for split in first_examples:
+        assert len(first_examples[split]) == len(rerun_examples[split]) > 0
+        for a, b in zip(first_examples[split], rerun_examples[split], strict=True):
+            assert a.keys() == b.keys()
+            for key in a:
+                assert a[key] == pytest.approx(b[key], abs=TOLERANCE), (split, key)
+    assert first.metrics.keys() == rerun.metrics.keys()
+    for name, value in first.metrics.items():
+        assert rerun.metrics[name] == pytest.approx(value, abs=TOLERANCE), name
+
+
+def _transformed_rows(run):
+    """Split name -> parsed transformed examples, sorted."""
+    import tensorflow as tf
+
+    uri = run.node("Transform").outputs["transformed_examples"][0].uri
+    rows = {}
+    for split_dir in sorted(glob.glob(os.path.join(uri, "Split-*"))):
+        files = sorted(glob.glob(os.path.join(split_dir, "*.gz")))
+        parsed = []
+        for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+            example = tf.train.Example.FromString(record.numpy())
+            parsed.append({key: list(feature.float_list.value or feature.int64_list.value)
+                           for key, feature in example.features.feature.items()})
+        # Compare as sets of rows: shard order is not part of the claim.
+        rows[os.path.basename(split_dir)[len("Split-"):]] = sorted(
+            parsed, key=lambda row: sorted((k, [round(v, 4) for v in vs]) for k, vs in row.items()))
+    return rows
+

@@ -42,13 +42,27 @@ def serve(config_path, overrides, host, rest_port, grpc_port) -> None:
     click.echo(f"REST on http://{server.host}:{server.rest_port}/v1/models/{paths.model_name}, "
                f"gRPC on {server.host}:{server.grpc_port}. Ctrl-C stops.")
     try:
-        import threading
-
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        _wait_for_stop_signal()
     finally:
         server.stop()
+    click.echo("Stopped.")
+
+
+def _wait_for_stop_signal() -> None:
+    """Blocks until SIGINT (Ctrl-C) or SIGTERM (Kubernetes, systemd, `kill`).
+
+    Explicit handlers, because Python's default Ctrl-C handling is off when the
+    process inherits SIGINT as ignored (any `cmd &` from a script), and SIGTERM
+    would otherwise end the process without closing the ports and the request log.
+    """
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(1.0):  # a timed wait lets the handlers run promptly
+        pass
 
 
 @serving.command("config")

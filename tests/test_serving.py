@@ -412,11 +412,13 @@ def test_tfxt_serving_serve_answers_curl_style_and_cli_predict(pushed_pipeline, 
         assert answer["predictions"][0]["predicted_class"] == json.loads(text)["predictions"][0][
             "predicted_class"]
     finally:
-        process.send_signal(signal.SIGINT)
+        # SIGTERM, as Kubernetes and systemd stop it; Ctrl-C takes the same path.
+        process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=30)
+            remaining_output, _ = process.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(timeout=10)
-    assert process.returncode == 0
+            remaining_output, _ = process.communicate(timeout=10)
+    assert process.returncode == 0, f"the server did not stop cleanly on SIGTERM: {process.returncode}"
+    assert "Stopped." in remaining_output
     assert (output_dir / "serving_config" / "models.config").exists()

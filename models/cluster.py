@@ -289,6 +289,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           deterministic_ops=config.deterministic_ops, cpu_devices=args.cpu_devices)
         ps = args.ps if args.ps is not None else (1 if args.strategy == "parameter_server" else 0)
         workers = args.workers or (2 if args.strategy in MULTI_PROCESS else 1)
+        # SIGTERM (a scheduler or `kill`) unwinds like Ctrl-C, so run_cluster's
+        # cleanup stops the tasks, which run in their own sessions and would outlive us.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         run_cluster(job, workers, ps, work_dir, args.timeout)
     except (ConfigError, ClusterError) as e:
         print(f"Error: {e}", file=sys.stderr)

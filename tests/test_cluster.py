@@ -131,3 +131,40 @@ def test_a_worker_killed_mid_training_fails_the_run_naming_it(transform_outputs,
     finally:
         cluster.stop_cluster(tasks)
     assert_reaped(tasks)
+
+
+def test_sigterm_to_the_launcher_stops_every_task(pushed_pipeline, tmp_path):
+    """A scheduler's SIGTERM must not orphan the tasks, which run in their own sessions."""
+    import subprocess
+    import sys
+
+    work_dir = tmp_path / "logs"
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "models.cluster", "launch", "--strategy", "mirrored",
+         "--pipeline-root", pushed_pipeline.config.pipeline_root, "--train-steps", "1000000",
+         "--serving-model-dir", str(tmp_path / "serving_model"), "--work-dir", str(work_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    chief_log = work_dir / "chief-0.log"
+    try:
+        deadline = time.monotonic() + CLUSTER_TIMEOUT_SECONDS
+        while not chief_log.exists() or "training with" not in chief_log.read_text():
+            assert time.monotonic() < deadline, "the chief never started training"
+            assert launcher.poll() is None, launcher.communicate()[0][-3000:]
+            time.sleep(0.5)
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=60)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    assert launcher.returncode == 128 + signal.SIGTERM
+    job_path = str(work_dir / "job.json")
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if job_path.encode() in f.read():
+                    left.append(pid)
+        except OSError:
+            pass  # exited while we looked
+    assert not left, f"tasks outlived the launcher: {left}"

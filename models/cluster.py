@@ -18,6 +18,7 @@ returns.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import glob
 import json
@@ -27,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import types
 from typing import Any, Dict, List, Optional, Sequence
@@ -196,14 +198,30 @@ def stop_cluster(tasks: Sequence[Task], grace_seconds: float = 5.0) -> None:
 def run_cluster(job: TrainingJob, workers: int, ps: int, work_dir: str,
                 timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> str:
     """Trains `job` on a loopback cluster and returns the chief's serving model directory."""
-    tasks = start_cluster(job, cluster_spec(job.strategy, workers, ps), work_dir)
-    try:
-        wait_for_cluster(tasks, timeout_seconds)
-    finally:
-        stop_cluster(tasks)
+    with _sigterm_unwinds():
+        tasks = start_cluster(job, cluster_spec(job.strategy, workers, ps), work_dir)
+        try:
+            wait_for_cluster(tasks, timeout_seconds)
+        finally:
+            stop_cluster(tasks)
     if not os.path.isfile(os.path.join(job.serving_model_dir, "saved_model.pb")):
         raise ClusterError(f"The cluster finished but wrote no SavedModel to {job.serving_model_dir}.")
     return job.serving_model_dir
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """While open, SIGTERM (a scheduler or `kill`) raises SystemExit(143) as Ctrl-C raises
+    KeyboardInterrupt, so cleanup stops the tasks, which run in their own sessions and would
+    outlive us. Python sets handlers only in the main thread; elsewhere this changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_task(job_path: str) -> None:
@@ -289,9 +307,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                           deterministic_ops=config.deterministic_ops, cpu_devices=args.cpu_devices)
         ps = args.ps if args.ps is not None else (1 if args.strategy == "parameter_server" else 0)
         workers = args.workers or (2 if args.strategy in MULTI_PROCESS else 1)
-        # SIGTERM (a scheduler or `kill`) unwinds like Ctrl-C, so run_cluster's
-        # cleanup stops the tasks, which run in their own sessions and would outlive us.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         run_cluster(job, workers, ps, work_dir, args.timeout)
     except (ConfigError, ClusterError) as e:
         print(f"Error: {e}", file=sys.stderr)

@@ -5,6 +5,8 @@ A thin layer over `serving.server`, `serving.config`, `serving.versions`,
 """
 
 import json
+import signal
+import threading
 
 import click
 
@@ -41,28 +43,18 @@ def serve(config_path, overrides, host, rest_port, grpc_port) -> None:
                f"(config {paths.models_config}, request log {paths.request_log})")
     click.echo(f"REST on http://{server.host}:{server.rest_port}/v1/models/{paths.model_name}, "
                f"gRPC on {server.host}:{server.grpc_port}. Ctrl-C stops.")
+    # Explicit handlers: Python's own Ctrl-C handling is off when SIGINT is inherited as
+    # ignored (any `cmd &` from a script), and SIGTERM (Kubernetes, systemd, `kill`) would
+    # otherwise end the process without closing the ports and the request log.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     try:
-        _wait_for_stop_signal()
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
     finally:
         server.stop()
     click.echo("Stopped.")
-
-
-def _wait_for_stop_signal() -> None:
-    """Blocks until SIGINT (Ctrl-C) or SIGTERM (Kubernetes, systemd, `kill`).
-
-    Explicit handlers, because Python's default Ctrl-C handling is off when the
-    process inherits SIGINT as ignored (any `cmd &` from a script), and SIGTERM
-    would otherwise end the process without closing the ports and the request log.
-    """
-    import signal
-    import threading
-
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    while not stop.wait(1.0):  # a timed wait lets the handlers run promptly
-        pass
 
 
 @serving.command("config")

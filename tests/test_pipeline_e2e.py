@@ -136,6 +136,33 @@ def test_unchanged_rerun_reuses_the_cache_and_pushes_nothing_new(rerun):
     assert "already served as version" in run.output
 
 
+def test_history_shows_what_the_cached_rerun_reused(rerun):
+    """Run tracking on the SQLite store: the cached re-run names the first run's model as its own."""
+    from click.testing import CliRunner
+
+    from pipeline import tracking
+    from pipeline.cli import main
+
+    _, run = rerun
+    history = tracking.list_runs(run.config, read_metrics=False)
+    first, cached = history[0], history[-1]
+    assert first.cached_nodes == [] and first.config_fingerprint == cached.config_fingerprint
+    assert {"RunRecord", "CsvExampleGen", "Transform", "Trainer"} <= set(cached.cached_nodes)
+    assert cached.model_id == first.model_id
+    items = {item.role: item for item in tracking.lineage(run.config, cached.run_id)}
+    assert items["model"].artifact_id == first.model_id and items["model"].reused
+    assert items["examples"].producer == "CsvExampleGen" and items["examples"].reused
+    # Its Evaluator compared the model against itself: the first run's blessed model.
+    assert items["baseline model"].artifact_id == first.model_id
+    listed = CliRunner().invoke(main, ["runs", "list", "--config", run.config_path])
+    assert listed.exit_code == 0, listed.output
+    rows = {line.split()[0]: line for line in listed.output.strip().splitlines()[1:]}
+    assert "(reused)" in rows[cached.run_id] and "(reused)" not in rows[first.run_id]
+    shown = CliRunner().invoke(main, ["runs", "show", cached.run_id, "--config", run.config_path])
+    assert shown.exit_code == 0, shown.output
+    assert "Trainer [cached]" in shown.output
+
+
 @pytest.fixture(scope="module")
 def baseline_copy(pushed_pipeline, tmp_path_factory):
     """A copy of the pushed run's outputs, so runs that must not push cannot harm the shared one."""

@@ -2,14 +2,16 @@
 
 Unit tests cover the config's metadata section and the recorded config. The
 end-to-end tests start a real MariaDB server (Debian's package) on loopback and
-run the pipeline against it three times, with a short training:
+run the pipeline against it twice, with a short training:
 
 1. a first run;
-2. the same config again, with caching: most components are CACHED, and the
-   history must still show the run with its config, model and blessing;
-3. `tfxt runs rerun <run 1>` with caching off into a separate output dir: the
+2. `tfxt runs rerun <run 1>` with caching off into a separate output dir: the
    reproducibility check compares its transformed data and evaluation metrics
    with run 1's.
+
+What a cached run records (reused model, `(reused)` in `runs list`, `[cached]` in
+`runs show`) does not depend on the store's backend; tests/test_pipeline_e2e.py
+checks it on the SQLite store of its unchanged re-run, which it makes anyway.
 """
 
 import glob
@@ -27,13 +29,17 @@ from pipeline.config import ConfigError, load_config
 from tests.conftest import DATA_ROOT, RUN_TIMEOUT_SECONDS, run_pipeline, write_config
 from tests.mariadb import binaries, mariadb_server
 
-# Short training keeps three runs within the test budget; the threshold keeps them blessed.
+# Short training keeps both runs within the test budget; the threshold keeps them blessed.
 # The edge export is tested on the shared run (tests/test_edge.py), so it is off here.
 SMALL_RUN = {"hyperparameters": {"train_steps": 30, "eval_steps": 5},
              "thresholds": {"min_accuracy": 0.4}, "edge": {"enabled": False}}
-# Stated tolerance of the reproducibility check (absolute). Same machine, same seed: the
-# runs are expected to agree exactly; the tolerance only absorbs float summation order.
-TOLERANCE = 1e-6
+# Stated tolerance of the reproducibility check. Same machine, same seed, same data: the runs
+# agree up to float32 rounding. Beam combines Transform's means and variances in whatever
+# order its bundles finish, so a z-scored value can differ in its last few bits (seen in CI:
+# -1.9927371 vs -1.9927382, 5 float32 ulps). A relative 1e-5 (~80 ulps) absorbs that and
+# nothing more: a different seed, scaling or row would move values by far more.
+RELATIVE_TOLERANCE = 1e-5
+ABSOLUTE_TOLERANCE = 1e-6  # for values at or near zero, where a relative bound means nothing
 
 
 # ---------------------------------------------------------------- unit tests
@@ -131,18 +137,15 @@ def mariadb(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mysql_runs(mariadb, tmp_path_factory):
-    """Two runs of one config against MariaDB (the second mostly cached), then a rerun of the first."""
+    """A run against MariaDB, then `tfxt runs rerun` of it with caching off."""
     directory = str(tmp_path_factory.mktemp("mysql_runs"))
     values = {**SMALL_RUN, "metadata": {
         "backend": "mysql", "host": mariadb.host, "port": mariadb.port,
         "database": "mlmd_tracking", "user": mariadb.user, "password": mariadb.password}}
     config_path = write_config(directory, values)
-    runs = []
-    for _ in range(2):
-        run = run_pipeline(directory, config_path=config_path)
-        assert run.returncode == 0, run.output[-5000:]
-        runs.append(run)
-    first_run_id = tracking.list_runs(runs[0].config, read_metrics=False)[0].run_id
+    first = run_pipeline(directory, config_path=config_path)
+    assert first.returncode == 0, first.output[-5000:]
+    first_run_id = tracking.list_runs(first.config, read_metrics=False)[0].run_id
     rerun_dir = os.path.join(directory, "rerun")
     process = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "runs", "rerun", first_run_id, "--config",
@@ -150,19 +153,19 @@ def mysql_runs(mariadb, tmp_path_factory):
         cwd=directory, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, timeout=RUN_TIMEOUT_SECONDS)
     assert process.returncode == 0, process.stdout[-5000:]
-    return runs[0].config, config_path, process.stdout
+    return first.config, config_path, process.stdout
 
 
 @pytest.mark.e2e
 def test_history_is_read_back_from_mariadb(mysql_runs, mariadb):
     config, _, _ = mysql_runs
     history = tracking.list_runs(config)
-    assert len(history) == 3
-    first, cached, rerun = history
+    assert len(history) == 2
+    first, rerun = history
     assert all(run.state == "COMPLETE" for run in history)
     # Nothing went to SQLite: the store is the MariaDB database.
     assert not os.path.exists(config.metadata_path)
-    assert int(mariadb.query("SELECT COUNT(*) FROM Execution", database="mlmd_tracking")) >= 3 * 12
+    assert int(mariadb.query("SELECT COUNT(*) FROM Execution", database="mlmd_tracking")) >= 2 * 12
     for run in history:
         assert run.spans == [2007, 2008, 2009]
         assert run.hyperparameters["train_steps"] == 30
@@ -171,11 +174,8 @@ def test_history_is_read_back_from_mariadb(mysql_runs, mariadb):
         assert run.config["metadata"]["password"] == run_record.REDACTED
         assert 0.4 <= run.metrics["sparse_categorical_accuracy"] <= 1.0
         assert run.blessed is True and run.pushed_version
-    assert first.config_fingerprint == cached.config_fingerprint == config.fingerprint()
+    assert first.config_fingerprint == config.fingerprint()
     assert first.cached_nodes == []
-    # The cached run reused the first run's model and says so.
-    assert {"RunRecord", "CsvExampleGen", "Transform", "Trainer"} <= set(cached.cached_nodes)
-    assert cached.model_id == first.model_id
     # The rerun recomputed everything from the recorded config (only where outputs go and
     # caching differ), so its hash differs but its experiment does not.
     assert rerun.cached_nodes == [] and rerun.model_id != first.model_id
@@ -187,18 +187,19 @@ def test_history_is_read_back_from_mariadb(mysql_runs, mariadb):
 @pytest.mark.e2e
 def test_lineage_traces_the_model_to_its_data(mysql_runs):
     config, _, _ = mysql_runs
-    first, cached, _ = tracking.list_runs(config, read_metrics=False)
-    items = {item.role: item for item in tracking.lineage(config, cached.run_id)}
+    first, rerun = tracking.list_runs(config, read_metrics=False)
+    items = {item.role: item for item in tracking.lineage(config, rerun.run_id)}
     assert {"examples", "schema", "transform graph", "transformed examples", "model",
             "evaluation", "blessing", "pushed model"} <= set(items)
-    assert items["model"].artifact_id == first.model_id and items["model"].reused
-    assert items["examples"].producer == "CsvExampleGen" and items["examples"].reused
+    assert items["model"].artifact_id == rerun.model_id and not items["model"].reused
+    assert items["examples"].producer == "CsvExampleGen" and not items["examples"].reused
     assert "num_files:3" in items["examples"].details["input"]
     assert items["transform graph"].producer == "Transform"
     assert items["schema"].producer == "ImportSchemaGen"
-    # The second run's Evaluator compared against the first run's blessed model.
+    # The store is shared, so the rerun's Evaluator compared against the first run's blessed
+    # model, although the rerun wrote to another output directory.
     assert items["baseline model"].artifact_id == first.model_id
-    assert items["pushed model"].details["pushed_version"] == cached.pushed_version
+    assert items["pushed model"].details["pushed_version"] == rerun.pushed_version
 
 
 @pytest.mark.e2e
@@ -212,20 +213,21 @@ def test_runs_cli_lists_and_shows(mysql_runs):
     lines = result.output.strip().splitlines()
     assert lines[0].split()[:3] == ["RUN", "ID", "STARTED"]
     assert [line.split()[0] for line in lines[1:]] == [run.run_id for run in history]
-    assert "(reused)" in lines[2] and "(reused)" not in lines[1]
+    assert "(reused)" not in result.output  # the rerun recomputed everything
     assert config.fingerprint() in lines[1] and "2007-2009" in lines[1]
     shown = CliRunner().invoke(main, ["runs", "show", history[1].run_id, "--config", config_path])
     assert shown.exit_code == 0, shown.output
-    assert "transform graph" in shown.output and "Trainer [cached]" in shown.output
+    assert "transform graph" in shown.output and "Trainer [cached]" not in shown.output
+    assert "cached nodes     none" in shown.output
     missing = CliRunner().invoke(main, ["runs", "show", "no-such-run", "--config", config_path])
     assert missing.exit_code != 0 and "No run 'no-such-run'" in missing.output
 
 
 @pytest.mark.e2e
 def test_rerun_reproduces_transformed_data_and_metrics(mysql_runs):
-    """Same config, same data, caching off: identical transformed data and metrics within TOLERANCE."""
+    """Same config, same data, caching off: the same transformed data and metrics up to float32 rounding."""
     config, _, _ = mysql_runs
-    first, _, rerun = tracking.list_runs(config)
+    first, rerun = tracking.list_runs(config)
     first_examples = _transformed_rows(first)
     rerun_examples = _transformed_rows(rerun)
     assert first_examples.keys() == rerun_examples.keys() == {"train", "eval"}
@@ -234,10 +236,12 @@ def test_rerun_reproduces_transformed_data_and_metrics(mysql_runs):
         for a, b in zip(first_examples[split], rerun_examples[split], strict=True):
             assert a.keys() == b.keys()
             for key in a:
-                assert a[key] == pytest.approx(b[key], abs=TOLERANCE), (split, key)
+                assert a[key] == pytest.approx(
+                    b[key], rel=RELATIVE_TOLERANCE, abs=ABSOLUTE_TOLERANCE), (split, key)
     assert first.metrics.keys() == rerun.metrics.keys()
     for name, value in first.metrics.items():
-        assert rerun.metrics[name] == pytest.approx(value, abs=TOLERANCE), name
+        assert rerun.metrics[name] == pytest.approx(
+            value, rel=RELATIVE_TOLERANCE, abs=ABSOLUTE_TOLERANCE), name
 
 
 def _transformed_rows(run):

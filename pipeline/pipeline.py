@@ -14,14 +14,15 @@ from typing import List
 
 import tensorflow_model_analysis as tfma
 from tfx.components import (
-    CsvExampleGen,
     Evaluator,
     ExampleValidator,
+    FileBasedExampleGen,
     SchemaGen,
     StatisticsGen,
     Trainer,
     Transform,
 )
+from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.common import resolver
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
     LatestBlessedModelStrategy,
@@ -33,6 +34,7 @@ from tfx.types.standard_artifacts import Model, ModelBlessing
 
 from edge.component import EdgeExport
 from models import features
+from pipeline import example_gen as sorted_example_gen
 from pipeline import mlmd
 from pipeline.components import AnomaliesGate, FingerprintedImportSchemaGen
 from pipeline.config import PipelineConfig, span_pattern
@@ -45,7 +47,7 @@ from serving.components import ServingModel
 
 def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
     """The pipeline described by `config`; it reads nothing else."""
-    example_gen = CsvExampleGen(
+    example_gen = FileBasedExampleGen(
         input_base=config.data_root,
         input_config=example_gen_pb2.Input(splits=[
             example_gen_pb2.Input.Split(name="single_split", pattern=span_pattern(config.spans)),
@@ -54,7 +56,10 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
             example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
             example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
         ])),
-    )
+        # CsvExampleGen's executor, but reading the span files in sorted order: reruns then
+        # train on the same rows in the same order (pipeline/example_gen.py says why).
+        custom_executor_spec=executor_spec.BeamExecutorSpec(sorted_example_gen.Executor),
+    ).with_id("CsvExampleGen")
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     # SchemaGen's inferred schema is what `tfxt schema refresh` starts from;
     # validation and Transform use the curated schema.

@@ -108,3 +108,30 @@ def test_pipeline_is_a_pure_function_of_the_config(config):
     assert [c.id for c in first.components] == [c.id for c in second.components]
     assert ({c.id: c.exec_properties for c in first.components}
             == {c.id: c.exec_properties for c in second.components})
+
+
+def test_example_gen_reads_the_span_files_in_sorted_order(components, monkeypatch, tmp_path):
+    """tf.io.gfile.glob's order varies from run to run; ExampleGen must not pass it on to training."""
+    import os
+
+    import apache_beam as beam
+    from tfx.dsl.io import fileio
+
+    from pipeline import example_gen
+
+    assert components["CsvExampleGen"].executor_spec.executor_class is example_gen.Executor
+    files = sorted(fileio.glob(os.path.join(DATA_ROOT, "span-*", "*.csv")))
+    assert len(files) == 3
+    # The worst order the glob could return: reversed. TFX's own source would read 2009 first.
+    unpatched_glob = fileio.glob
+    monkeypatch.setattr(fileio, "glob", lambda pattern: list(reversed(unpatched_glob(pattern))))
+    source = example_gen.Executor().GetInputSourceToExamplePTransform()
+    out = tmp_path / "years.txt"
+    with beam.Pipeline() as p:
+        _ = (p
+             | source({"input_base": DATA_ROOT}, "span-*/*.csv")
+             | beam.Map(lambda example: str(example.features.feature["year"].int64_list.value[0]))
+             | beam.io.WriteToText(str(out), num_shards=1, shard_name_template=""))
+    years = out.read_text().split()
+    assert len(years) == 344
+    assert years == sorted(years)  # every 2007 row, then 2008, then 2009: file by file, in order

@@ -33,11 +33,12 @@ from tests.mariadb import binaries, mariadb_server
 # The edge export is tested on the shared run (tests/test_edge.py), so it is off here.
 SMALL_RUN = {"hyperparameters": {"train_steps": 30, "eval_steps": 5},
              "thresholds": {"min_accuracy": 0.4}, "edge": {"enabled": False}}
-# Stated tolerance of the reproducibility check. Same machine, same seed, same data: the runs
-# agree up to float32 rounding. Beam combines Transform's means and variances in whatever
-# order its bundles finish, so a z-scored value can differ in its last few bits (seen in CI:
-# -1.9927371 vs -1.9927382, 5 float32 ulps). A relative 1e-5 (~80 ulps) absorbs that and
-# nothing more: a different seed, scaling or row would move values by far more.
+# Stated tolerance of the reproducibility check. Same machine, seed and data, and ExampleGen
+# reads the span files in sorted order, so under the in_memory DirectRunner the runs are expected
+# to agree exactly. The tolerance allows float32 rounding only: when rows arrive in another order,
+# Transform's means and variances sum in another order and a z-scored value moves in its last bits
+# (seen when ExampleGen still took tf.io.gfile.glob's order: -1.9927371 vs -1.9927382, 5 ulps).
+# A relative 1e-5 (~80 ulps) is far below what a different seed, scaling, row or training would do.
 RELATIVE_TOLERANCE = 1e-5
 ABSOLUTE_TOLERANCE = 1e-6  # for values at or near zero, where a relative bound means nothing
 
@@ -228,6 +229,10 @@ def test_rerun_reproduces_transformed_data_and_metrics(mysql_runs):
     """Same config, same data, caching off: the same transformed data and metrics up to float32 rounding."""
     config, _, _ = mysql_runs
     first, rerun = tracking.list_runs(config)
+    # The Trainer reads rows in the order ExampleGen wrote them; a different order trains a
+    # different model. Same rows, same order:
+    first_raw, rerun_raw = _example_rows(first), _example_rows(rerun)
+    assert first_raw.keys() == {"train", "eval"} and first_raw == rerun_raw
     first_examples = _transformed_rows(first)
     rerun_examples = _transformed_rows(rerun)
     assert first_examples.keys() == rerun_examples.keys() == {"train", "eval"}
@@ -244,21 +249,33 @@ def test_rerun_reproduces_transformed_data_and_metrics(mysql_runs):
             value, rel=RELATIVE_TOLERANCE, abs=ABSOLUTE_TOLERANCE), name
 
 
-def _transformed_rows(run):
-    """Split name -> parsed transformed examples, sorted."""
+def _read_splits(uri):
+    """Split name -> parsed tf.Examples in file order, as feature -> list of values."""
     import tensorflow as tf
 
-    uri = run.node("Transform").outputs["transformed_examples"][0].uri
     rows = {}
     for split_dir in sorted(glob.glob(os.path.join(uri, "Split-*"))):
         files = sorted(glob.glob(os.path.join(split_dir, "*.gz")))
         parsed = []
         for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
             example = tf.train.Example.FromString(record.numpy())
-            parsed.append({key: list(feature.float_list.value or feature.int64_list.value)
+            parsed.append({key: list(feature.float_list.value or feature.int64_list.value
+                                     or feature.bytes_list.value)
                            for key, feature in example.features.feature.items()})
-        # Compare as sets of rows: shard order is not part of the claim.
-        rows[os.path.basename(split_dir)[len("Split-"):]] = sorted(
-            parsed, key=lambda row: sorted((k, [round(v, 4) for v in vs]) for k, vs in row.items()))
+        rows[os.path.basename(split_dir)[len("Split-"):]] = parsed
     return rows
+
+
+def _example_rows(run):
+    """ExampleGen's rows of `run`, split by split, in the order it wrote them."""
+    return _read_splits(run.node("CsvExampleGen").outputs["examples"][0].uri)
+
+
+def _transformed_rows(run):
+    """Split name -> parsed transformed examples, sorted."""
+    rows = _read_splits(run.node("Transform").outputs["transformed_examples"][0].uri)
+    # Compared as sets of rows, with a tolerance: the exact-order claim is on ExampleGen's rows.
+    return {split: sorted(parsed, key=lambda row: sorted(
+        (k, [round(v, 4) if isinstance(v, float) else v for v in vs]) for k, vs in row.items()))
+        for split, parsed in rows.items()}
 

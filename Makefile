@@ -30,8 +30,13 @@ $(STAMP): requirements.lock setup.py
 run: setup
 	$(BIN)/python runners/local_runner.py
 
+# Two workers (pytest-xdist) on the 2-core machines this targets: pipeline runs are mostly one
+# core each, so two at a time nearly halve the wall time. --dist loadfile keeps each test file on
+# one worker, so a module's shared run is made once. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup
 	$(BIN)/pytest -m "not e2e"

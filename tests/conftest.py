@@ -1,6 +1,9 @@
 """Shared fixtures. Pipeline runs cost tens of seconds, so end-to-end tests share
 session-scoped runs instead of starting their own.
 
+`make test` runs two pytest-xdist workers with `--dist loadfile`: a module-scoped run
+stays on one worker and is made once; a session-scoped one is made once per worker.
+
 `run_pipeline` starts a runner file in a subprocess, exactly as a user would
 (`TFXT_CONFIG=<file> python runners/local_runner.py`), with every output in a
 temporary directory. `pushed_pipeline` is the one default run on the bundled

@@ -13,7 +13,8 @@ import subprocess
 import time
 from typing import Iterator, Optional
 
-STARTUP_TIMEOUT_SECONDS = 60
+# An upper bound, not a timing: the tests share 2 cores with a pipeline run on the other worker.
+STARTUP_TIMEOUT_SECONDS = 180
 USER = "mlmd"
 PASSWORD = "mlmd-test-password"
 

@@ -198,7 +198,7 @@ def test_request_log_holds_raw_rows_for_skew_detection(served):
     config, server, rest, rpc = served
     rest.predict([dict(ROW, island="Dream")])
     rpc.predict([dict(ROW, island="Torgersen")])
-    deadline = time.time() + 10
+    deadline = time.time() + WAIT_SECONDS
     entries = []
     while time.time() < deadline:
         with open(serving_paths(config).request_log) as f:

@@ -18,9 +18,13 @@ spec (`edge.spec`). Variants, one file each:
 (`tfxt edge export`) call.
 """
 
+import contextlib
+import logging
 import os
 import shutil
-from typing import Any, Dict, Mapping, Optional, Sequence
+import sys
+import tempfile
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -63,6 +67,39 @@ def classifier_function(classifier, batch_size: Optional[int] = 1):
     return serve.get_concrete_function()
 
 
+@contextlib.contextmanager
+def native_stderr_quieted() -> Iterator[None]:
+    """Holds back what native code writes to file descriptor 2 while the block runs.
+
+    The TFLite converter logs through absl from C++ ("W0000 ... Ignored output_format.",
+    "fully_quantize: 0, ..."), which TF_CPP_MIN_LOG_LEVEL does not reach and Python cannot
+    filter, so it would break up the pipeline's progress lines on every run. The lines go to
+    this module's logger at debug level when the block succeeds, and to the real stderr
+    when it raises, so a failed conversion still shows everything the converter said.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        failed = False
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode("utf-8", errors="replace")
+            if failed:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+            elif text.strip():
+                logging.getLogger(__name__).debug("TFLite converter output:\n%s", text.rstrip())
+
+
 def convert_tflite(classifier, variant: str,
                    representative_vectors: Optional[np.ndarray] = None) -> bytes:
     """The TFLite flatbuffer of `variant` (one of TFLITE_VARIANTS)."""
@@ -86,7 +123,8 @@ def convert_tflite(classifier, variant: str,
         converter.inference_output_type = tf.int8
     elif variant != "float32":
         raise ValueError(f"Unknown TFLite variant {variant!r}: choose one of {TFLITE_VARIANTS}.")
-    return converter.convert()
+    with native_stderr_quieted():
+        return converter.convert()
 
 
 def freeze_graph(classifier) -> bytes:

@@ -26,6 +26,26 @@ def _config(**overrides):
     return load_config(overrides={"data_root": DATA_ROOT, "schema_path": SCHEMA_PATH, **overrides})
 
 
+# ---------------------------------------------------------------- converter output
+
+
+def test_native_stderr_is_held_back_on_success_and_shown_on_failure(capfd, caplog):
+    from edge import export
+
+    with caplog.at_level("DEBUG", logger=export.__name__):
+        with export.native_stderr_quieted():
+            os.write(2, b"W0000 native converter noise\n")
+    assert "native converter noise" not in capfd.readouterr().err
+    assert "W0000 native converter noise" in caplog.text
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        with export.native_stderr_quieted():
+            os.write(2, b"E0000 why it failed\n")
+            raise RuntimeError("conversion failed")
+    assert "E0000 why it failed" in capfd.readouterr().err
+    os.write(2, b"after\n")  # file descriptor 2 is the real stderr again
+    assert "after" in capfd.readouterr().err
+
+
 # ---------------------------------------------------------------- config and wiring
 
 

@@ -23,6 +23,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from edge.parity import read_rows
 from pipeline import mlmd, run_record, tracking
 from pipeline.cli import main
 from pipeline.config import ConfigError, load_config
@@ -249,33 +250,28 @@ def test_rerun_reproduces_transformed_data_and_metrics(mysql_runs):
             value, rel=RELATIVE_TOLERANCE, abs=ABSOLUTE_TOLERANCE), name
 
 
-def _read_splits(uri):
-    """Split name -> parsed tf.Examples in file order, as feature -> list of values."""
+def _example_rows(run):
+    """ExampleGen's raw rows of `run`, split name -> rows in the order it wrote them."""
+    uri = run.node("CsvExampleGen").outputs["examples"][0].uri
+    return {os.path.basename(split_dir)[len("Split-"):]: read_rows(split_dir)
+            for split_dir in sorted(glob.glob(os.path.join(uri, "Split-*")))}
+
+
+def _transformed_rows(run):
+    """Split name -> parsed transformed examples, sorted."""
     import tensorflow as tf
 
+    uri = run.node("Transform").outputs["transformed_examples"][0].uri
     rows = {}
     for split_dir in sorted(glob.glob(os.path.join(uri, "Split-*"))):
         files = sorted(glob.glob(os.path.join(split_dir, "*.gz")))
         parsed = []
         for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
             example = tf.train.Example.FromString(record.numpy())
-            parsed.append({key: list(feature.float_list.value or feature.int64_list.value
-                                     or feature.bytes_list.value)
+            parsed.append({key: list(feature.float_list.value or feature.int64_list.value)
                            for key, feature in example.features.feature.items()})
-        rows[os.path.basename(split_dir)[len("Split-"):]] = parsed
+        # Compared as sets of rows, with a tolerance: the exact-order claim is on ExampleGen's rows.
+        rows[os.path.basename(split_dir)[len("Split-"):]] = sorted(
+            parsed, key=lambda row: sorted((k, [round(v, 4) for v in vs]) for k, vs in row.items()))
     return rows
-
-
-def _example_rows(run):
-    """ExampleGen's rows of `run`, split by split, in the order it wrote them."""
-    return _read_splits(run.node("CsvExampleGen").outputs["examples"][0].uri)
-
-
-def _transformed_rows(run):
-    """Split name -> parsed transformed examples, sorted."""
-    rows = _read_splits(run.node("Transform").outputs["transformed_examples"][0].uri)
-    # Compared as sets of rows, with a tolerance: the exact-order claim is on ExampleGen's rows.
-    return {split: sorted(parsed, key=lambda row: sorted(
-        (k, [round(v, 4) if isinstance(v, float) else v for v in vs]) for k, vs in row.items()))
-        for split, parsed in rows.items()}
 

@@ -14,7 +14,8 @@ setup(
     description="An end-to-end TFX pipeline template: local, Beam, Airflow and Kubeflow/Vertex "
                 "runners, TF Serving export and int8 TFLite edge models.",
     python_requires=">=3.9,<3.11",
-    packages=["pipeline", "models", "runners", "serving", "edge"],
+    packages=["pipeline", "pipeline.components", "pipeline.training", "pipeline.ops", "models",
+              "runners", "runners.cli", "serving", "edge"],
     install_requires=[
         "tfx==1.16.0",
         "tf-keras~=2.16.0",
@@ -29,5 +30,5 @@ setup(
         "tuning": ["keras-tuner>=1.4"],
         "dev": ["pytest", "pytest-timeout", "ruff", "psutil"],
     },
-    entry_points={"console_scripts": ["tfxt=pipeline.cli:main"]},
+    entry_points={"console_scripts": ["tfxt=runners.cli.main:main"]},
 )

@@ -7,6 +7,7 @@ import pkgutil
 import sys
 
 import bench
+import pipeline  # noqa: F401 - first: sets the process's Keras before TensorFlow loads
 
 
 def main(argv) -> int:

@@ -16,8 +16,6 @@ import os
 import tempfile
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
 REPEATS = 3
 
 
@@ -30,11 +28,11 @@ def main(argv) -> int:
 
     from bench.report import write_section
     from edge.export import export_edge
-    from edge.locate import latest_pushed_model, latest_run_inputs
     from edge.parity import read_rows
     from edge.predict import Predictor, apply_spec
     from edge.spec import to_example
     from pipeline.config import load_config
+    from pipeline.ops.locate import latest_pushed_model, latest_run_inputs
 
     config = load_config(overrides={"output_dir": args.outputs} if args.outputs else None)
     model_dir = latest_pushed_model(config.serving_model_dir)

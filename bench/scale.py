@@ -5,7 +5,7 @@
 
 1. Pipeline cost. For each size and DirectRunner mode (`in_memory`,
    `multi_processing` with 2 workers) it writes penguin-like data with
-   `pipeline.synthetic`, runs `runners/local_runner.py` in a subprocess exactly
+   `pipeline.ops.synthetic`, runs `runners/local_runner.py` in a subprocess exactly
    as `make run` does (caching off, edge export off, fresh output dir, 50 training steps so
    the Trainer's cost does not grow with the data), and samples the resident
    memory of the runner and all its child processes (psutil) every 0.2 s.
@@ -97,7 +97,7 @@ class PeakMemory:
 
 def run_pipeline(rows: int, mode: str, work_dir: str) -> Dict:
     """One pipeline run on `rows` synthetic rows; returns wall time, peak memory, per-node seconds."""
-    from pipeline.synthetic import write_spans
+    from pipeline.ops.synthetic import write_spans
 
     data_root = os.path.join(work_dir, "data")
     write_spans(data_root, rows, seed=0)
@@ -112,7 +112,7 @@ def run_pipeline(rows: int, mode: str, work_dir: str) -> Dict:
             # on its own by `python -m bench edge`, so it stays out of the data-path numbers.
             "edge": {"enabled": False},
         }, f)
-    env = {**os.environ, "TFXT_CONFIG": config_path, "TF_USE_LEGACY_KERAS": "1"}
+    env = {**os.environ, "TFXT_CONFIG": config_path}
     started = time.monotonic()
     with open(os.path.join(work_dir, "run.log"), "w") as log:
         process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "runners", "local_runner.py")],
@@ -123,7 +123,7 @@ def run_pipeline(rows: int, mode: str, work_dir: str) -> Dict:
     if returncode != 0:
         raise RuntimeError(f"The pipeline run failed ({rows} rows, {mode}); see {work_dir}/run.log")
     from pipeline.config import load_config
-    from pipeline.summary import summarize
+    from pipeline.ops.summary import summarize
 
     summary = summarize(load_config(config_path, base_dir=work_dir))
     return {"rows": rows, "mode": mode, "seconds": round(seconds, 1),
@@ -137,7 +137,6 @@ def run_pipeline(rows: int, mode: str, work_dir: str) -> Dict:
 
 def input_throughput(transformed_train: str, transform_graph: str, passes: int = 2) -> Dict:
     """Rows per second for each way of feeding the same transformed rows in batches."""
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import numpy as np
     import pandas as pd
     import tensorflow as tf

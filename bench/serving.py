@@ -75,7 +75,6 @@ def main(argv) -> None:
     parser.add_argument("--model-name", default="penguin")
     parser.add_argument("--requests", type=int, default=400)
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     base = args.serving_model_dir
     if base is None:
         from pipeline.config import load_config

@@ -14,7 +14,7 @@ spec (`edge.spec`). Variants, one file each:
   output, static batch size 1, calibrated on real transformed training examples:
   the file for the Coral Edge TPU (after `edgetpu_compiler`) and the Raspberry Pi.
 
-`export_edge` is what the pipeline component (`edge.component`) and the CLI
+`export_edge` is what the pipeline component (`pipeline.components.edge_export`) and the CLI
 (`tfxt edge export`) call.
 """
 
@@ -37,7 +37,6 @@ VARIANT_FILES = {SAVED_MODEL: "saved_model", FROZEN_GRAPH: "frozen_graph.pb",
                  **{v: f"model_{v}.tflite" for v in TFLITE_VARIANTS}}
 SPEC_FILE = "preprocessing_spec.json"
 READINESS_FILE = "edgetpu_readiness.json"
-BLESSING_FILE = "edge_blessing.json"
 PREDICTOR_FILE = "predict.py"
 REJECTED_DIR = "rejected"
 

@@ -22,6 +22,8 @@ from models import features
 
 REFERENCE = "saved_model"
 
+BLESSING_FILE = "edge_blessing.json"  # the edge blessing, next to the variants
+
 
 def read_rows(split_dir: str, limit: Optional[int] = None) -> List[Dict[str, Any]]:
     """Raw rows (column -> value, None if missing) from an Examples split of gzipped TFRecords."""
@@ -136,8 +138,6 @@ def edge_blessing(results: Mapping[str, Mapping[str, float]], max_accuracy_drop:
 
 def write_blessing(blessing: Mapping[str, Any], output_dir: str) -> None:
     """edge_blessing.json plus a marker file, EDGE_BLESSED or NOT_EDGE_BLESSED."""
-    from edge.export import BLESSING_FILE
-
     with open(os.path.join(output_dir, BLESSING_FILE), "w") as f:
         json.dump(blessing, f, indent=2)
         f.write("\n")

@@ -1,7 +1,7 @@
 """The one feature vocabulary of the template.
 
 Preprocessing (`models.preprocessing`), the model (`models.model`), evaluation
-slices (`pipeline.pipeline`), serving signatures (`models.signatures`) and the
+slices (`pipeline.pipeline`), serving signatures (`pipeline.training.signatures`) and the
 edge preprocessing spec all derive from the names declared here. To adapt the
 template to another tabular CSV, edit this file (and the config), then refresh
 `schema/schema.pbtxt` with `tfxt schema refresh`.

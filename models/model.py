@@ -7,15 +7,12 @@ alone:
 - `classifier`, a plain Sequential of Dense layers over that vector.
 """
 
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from typing import Mapping, Sequence
 
-from typing import Mapping, Sequence  # noqa: E402
+import tensorflow as tf
 
-import tensorflow as tf  # noqa: E402
-
-from models import features  # noqa: E402
+from models import features
 
 CLASSIFIER_LAYER = "classifier"
 ENCODED_LAYER = "encoded_features"

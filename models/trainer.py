@@ -4,24 +4,22 @@
 calls `train` and `export`, which tests can call without any TFX artifact.
 """
 
+import dataclasses
+import logging
 import os
+import shutil
+import tempfile
+import time
+from typing import Any, Dict, Mapping, Optional
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx_bsl.public import tfxio
 
-import dataclasses  # noqa: E402
-import logging  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from typing import Any, Dict, Mapping, Optional  # noqa: E402
-
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-from tfx_bsl.public import tfxio  # noqa: E402
-
-from models import distribution, features, signatures  # noqa: E402
+from models import features
 from models import model as model_lib
-from pipeline.config import Hyperparameters  # noqa: E402
+from pipeline.config import Hyperparameters
+from pipeline.training import distribution, signatures
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +192,6 @@ def _wait_for_chief_export(serving_model_dir: str, timeout_seconds: float = 600)
 
 
 def export(model: tf.keras.Model, tf_transform_output, serving_model_dir: str) -> None:
-    """Saves the model with all signatures from `models.signatures`."""
+    """Saves the model with all signatures from `pipeline.training.signatures`."""
     model.save(serving_model_dir, save_format="tf",
                signatures=signatures.make_signatures(model, tf_transform_output))

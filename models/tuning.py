@@ -13,13 +13,10 @@ choices hold scalars only. KerasTuner drives the search alone; the template's
 tf.keras model never meets KerasTuner's Keras 3 objects.
 """
 
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+from typing import Any, Dict, Mapping
 
-from typing import Any, Dict, Mapping  # noqa: E402
-
-import keras_tuner  # noqa: E402
+import keras_tuner
 
 OBJECTIVE = keras_tuner.Objective("val_accuracy", direction="max")
 

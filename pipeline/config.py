@@ -46,7 +46,7 @@ class EvalThresholds:
 
 @dataclasses.dataclass(frozen=True)
 class EdgeConfig:
-    """Edge export (edge.component.EdgeExport): int8 TFLite models gated by accuracy parity."""
+    """Edge export (`pipeline.components.edge_export`): int8 TFLite models gated by accuracy parity."""
 
     # Whether the pipeline runs EdgeExport after the Evaluator.
     enabled: bool = True

@@ -32,17 +32,18 @@ from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel
 from tfx.types.standard_artifacts import Model, ModelBlessing
 
-from edge.component import EdgeExport
 from models import features
-from pipeline import example_gen as sorted_example_gen
 from pipeline import mlmd
-from pipeline.components import AnomaliesGate, FingerprintedImportSchemaGen
+from pipeline.components import example_gen as sorted_example_gen
+from pipeline.components.anomalies_gate import AnomaliesGate
+from pipeline.components.edge_export import EdgeExport
+from pipeline.components.pusher import ServingPusher
+from pipeline.components.run_record import make_run_record
+from pipeline.components.schema_importer import FingerprintedImportSchemaGen
+from pipeline.components.serving_model import ServingModel
+from pipeline.components.tuner import tuner_component
 from pipeline.config import PipelineConfig, span_pattern
 from pipeline.orchestration import beam_pipeline_args
-from pipeline.pusher import ServingPusher
-from pipeline.run_record import make_run_record
-from pipeline.tuning import tuner_component
-from serving.components import ServingModel
 
 
 def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
@@ -57,7 +58,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
             example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
         ])),
         # CsvExampleGen's executor, but reading the span files in sorted order: reruns then
-        # train on the same rows in the same order (pipeline/example_gen.py says why).
+        # train on the same rows in the same order (pipeline/components/example_gen.py says why).
         custom_executor_spec=executor_spec.BeamExecutorSpec(sorted_example_gen.Executor),
     ).with_id("CsvExampleGen")
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])

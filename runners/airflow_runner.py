@@ -12,16 +12,7 @@ relative paths resolve against the repository, not Airflow's working directory.
 import datetime
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from tfx.orchestration.airflow.airflow_dag_runner import (  # noqa: E402
-    AirflowDagRunner,
-    AirflowPipelineConfig,
-)
-
-from pipeline.config import load_config  # noqa: E402
-from pipeline.orchestration import name_artifacts_by_component  # noqa: E402
-from pipeline.pipeline import create_pipeline  # noqa: E402
+from pipeline.config import load_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 # Triggered by hand (or `airflow dags test`); set a schedule such as "@daily" to run it periodically.
@@ -35,5 +26,17 @@ AIRFLOW_DAG_CONFIG = {
 config = load_config(os.environ.get("TFXT_CONFIG"), base_dir=REPO_ROOT)
 # ML Metadata's SQLite file is created on first use, but not its folder.
 os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
-DAG = AirflowDagRunner(AirflowPipelineConfig(AIRFLOW_DAG_CONFIG)).run(
-    name_artifacts_by_component(create_pipeline(config)))
+
+
+def build_dag(config):
+    """The DAG; TFX is imported here, after `pipeline` (imported above) set the process's Keras."""
+    from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
+
+    from pipeline.orchestration import name_artifacts_by_component
+    from pipeline.pipeline import create_pipeline
+
+    return AirflowDagRunner(AirflowPipelineConfig(AIRFLOW_DAG_CONFIG)).run(
+        name_artifacts_by_component(create_pipeline(config)))
+
+
+DAG = build_dag(config)

@@ -11,10 +11,8 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from pipeline.config import ConfigError, load_config  # noqa: E402
-from pipeline.orchestration import beam_pipeline_args  # noqa: E402
+from pipeline.config import ConfigError, load_config
+from pipeline.orchestration import beam_pipeline_args
 
 
 def main(argv=None) -> int:
@@ -32,8 +30,8 @@ def main(argv=None) -> int:
         return 0
     from tfx.orchestration.beam.beam_dag_runner import BeamDagRunner
 
+    from pipeline.ops.run import run_and_report
     from pipeline.pipeline import create_pipeline
-    from pipeline.run import run_and_report
 
     return run_and_report(config, lambda: BeamDagRunner().run(create_pipeline(config)))
 

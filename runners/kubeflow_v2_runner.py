@@ -13,10 +13,8 @@ import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from pipeline import vertex  # noqa: E402
-from pipeline.config import ConfigError, load_config  # noqa: E402
+from pipeline.config import ConfigError, load_config
+from pipeline.ops import vertex
 
 
 def main(argv=None) -> int:

@@ -10,17 +10,17 @@ The config comes from the file named by $TFXT_CONFIG (YAML or JSON), if set.
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # noqa: E402
-
-from pipeline.config import load_config  # noqa: E402
-from pipeline.pipeline import create_pipeline  # noqa: E402
-from pipeline.run import run_and_report  # noqa: E402
+from pipeline.config import load_config
 
 
 def main() -> int:
     config = load_config(os.environ.get("TFXT_CONFIG"))
+    # Heavy imports only once the config is valid, so a bad config fails in a second.
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    from pipeline.ops.run import run_and_report
+    from pipeline.pipeline import create_pipeline
+
     return run_and_report(config, lambda: LocalDagRunner().run(create_pipeline(config)))
 
 

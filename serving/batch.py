@@ -23,7 +23,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from models import features, signatures
+from models import features
+from pipeline.training import signatures
 
 
 class RawRowModelHandler(ModelHandler[Dict[str, Any], PredictionResult, Any]):

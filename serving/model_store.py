@@ -171,7 +171,7 @@ class ModelStore:
             self._models = models
 
     def _read_config(self):
-        from serving import config as serving_config
+        from serving import server_files
 
         if self._override is not None:
             override, mtime_then = self._override
@@ -181,13 +181,13 @@ class ModelStore:
         if self.models_config and os.path.exists(self.models_config):
             mtime = self._file_mtime()
             if mtime != self._config_mtime or not hasattr(self, "_config"):
-                self._config = serving_config.read_models_config(self.models_config)
+                self._config = server_files.read_models_config(self.models_config)
                 self._config_mtime = mtime
             return self._config
         if self.models_config and not self._default[0]:
             raise ServingError(grpc.StatusCode.NOT_FOUND, f"{self.models_config} does not exist")
         name, base_path, num_versions = self._default
-        return serving_config.model_server_config(name, base_path, None, num_versions)
+        return server_files.model_server_config(name, base_path, None, num_versions)
 
     def _load_model(self, model_config, previous: Optional[ModelState]) -> ModelState:
         from serving.versions import ready_versions

@@ -23,9 +23,9 @@ from typing import Optional
 import grpc
 
 from pipeline.config import PipelineConfig
-from serving.config import PROMETHEUS_PATH
 from serving.model_store import ModelStore
 from serving.request_log import RequestLog
+from serving.server_files import PROMETHEUS_PATH
 
 
 class Metrics:
@@ -74,7 +74,8 @@ class LocalServer:
     @classmethod
     def from_config(cls, config: PipelineConfig, **overrides) -> "LocalServer":
         """The server for the pipeline's serving directory and models.config."""
-        from serving.config import serving_paths, write_serving_files
+        from serving.server_files import serving_paths
+        from serving.versions import write_serving_files
 
         paths = serving_paths(config)
         write_serving_files(config)  # keeps existing labels; creates the files on first use

@@ -1,21 +1,22 @@
 """Canary, promote and rollback: which pushed versions carry the `stable` and `canary` labels.
 
-The labels live in models.config (see `serving.config`); every change rewrites
+The labels live in models.config (see `serving.server_files`); every change rewrites
 it atomically, and TF Serving or the local server picks it up while running.
 A version is *ready* when its directory holds saved_model.pb (Pusher copies that
 file last) and *blessed* when its `assets.extra/blessing.json` says the
 Evaluator blessed it (`serving.warmup`). Labels only ever point at versions
 that are ready and blessed.
 
-Called by `tfxt serving versions|canary|promote|rollback` (`serving.cli`) and tests.
+Called by `tfxt serving versions|canary|promote|rollback` (`runners.cli.serving`) and tests.
 """
 
 import dataclasses
 import os
 from typing import Dict, List, Optional
 
-from serving import config as serving_config
-from serving.config import CANARY, STABLE, ServingPaths
+from pipeline.config import PipelineConfig
+from serving import server_files
+from serving.server_files import CANARY, STABLE, ServingPaths
 from serving.warmup import read_blessing
 
 
@@ -52,7 +53,7 @@ def current_labels(paths: ServingPaths) -> Dict[str, int]:
     """The version labels of models.config (empty when it does not exist)."""
     if not os.path.exists(paths.models_config):
         return {}
-    server_config = serving_config.read_models_config(paths.models_config)
+    server_config = server_files.read_models_config(paths.models_config)
     for model in server_config.model_config_list.config:
         if model.name == paths.model_name:
             return dict(model.version_labels)
@@ -120,9 +121,39 @@ def _check_servable(paths: ServingPaths, version: int, label: str) -> None:
 def _write(paths: ServingPaths, labels: Dict[str, int]) -> Dict[str, int]:
     model_base_path = paths.model_base_path
     if os.path.exists(paths.models_config):
-        for model in serving_config.read_models_config(paths.models_config).model_config_list.config:
+        for model in server_files.read_models_config(paths.models_config).model_config_list.config:
             if model.name == paths.model_name:
                 model_base_path = model.base_path
-    serving_config.write_models_config(paths.models_config, serving_config.model_server_config(
+    server_files.write_models_config(paths.models_config, server_files.model_server_config(
         paths.model_name, model_base_path, labels))
     return labels
+
+
+def write_serving_files(config: PipelineConfig, labels: Optional[Dict[str, int]] = None,
+                        keep_labels: bool = True) -> Dict[str, str]:
+    """Writes models.config, the batching and monitoring files; returns their paths.
+
+    Args:
+      config: the pipeline config.
+      labels: version labels to write; None keeps those of an existing
+        models.config (when `keep_labels`), else labels the newest blessed
+        version `stable`.
+      keep_labels: whether to keep the labels of an existing models.config.
+    """
+    paths = server_files.serving_paths(config)
+    if labels is None and keep_labels and os.path.exists(paths.models_config):
+        labels = current_labels(paths)
+    if labels is None:
+        blessed = blessed_versions(paths.serving_model_dir)
+        labels = {STABLE: blessed[-1]} if blessed else {}
+    files = {
+        server_files.MODELS_CONFIG: paths.models_config,
+        server_files.BATCHING_CONFIG: os.path.join(paths.config_dir, server_files.BATCHING_CONFIG),
+        server_files.MONITORING_CONFIG: os.path.join(paths.config_dir, server_files.MONITORING_CONFIG),
+    }
+    server_files.write_models_config(files[server_files.MODELS_CONFIG], server_files.model_server_config(
+        paths.model_name, paths.model_base_path, labels, config.serving.num_versions))
+    server_files.atomic_write(files[server_files.BATCHING_CONFIG],
+                              server_files.batching_parameters(config.serving))
+    server_files.atomic_write(files[server_files.MONITORING_CONFIG], server_files.monitoring_config())
+    return files

@@ -10,7 +10,7 @@ classify and predict on `serving_default`, predict on `serving_raw`.
 that `serving.versions` can tell blessed versions from others wherever the
 serving directory lives (local disk, GCS, a volume), without ML Metadata.
 
-Called by the `ServingModel` component (`serving.components`), the local
+Called by the `ServingModel` component (`pipeline.components.serving_model`), the local
 server (which replays warmup requests too) and the tests.
 """
 
@@ -32,7 +32,7 @@ def warmup_logs(examples: Sequence[Any], model_name: str) -> List[Any]:
     import tensorflow as tf
     from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, prediction_log_pb2
 
-    from models import signatures
+    from pipeline.training import signatures
     from serving import payloads
 
     rows = [payloads.row_from_example(e) for e in examples]

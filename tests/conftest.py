@@ -16,12 +16,12 @@ import subprocess
 import sys
 from typing import Any, Dict, Optional
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
+# First of the repo's imports: `pipeline` sets the process's Keras before TensorFlow loads.
 from pipeline.config import PipelineConfig, load_config  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -20,8 +20,9 @@ import yaml
 from tensorflow_data_validation.utils import schema_util
 
 from pipeline.config import load_config
-from pipeline.summary import summarize
+from pipeline.ops.summary import summarize
 from tests.conftest import REPO_ROOT, RUN_TIMEOUT_SECONDS
+from tests.test_layers import PACKAGES
 
 pytestmark = pytest.mark.e2e
 
@@ -84,7 +85,8 @@ def _python_m(project, module, *args, config_path):
 def adapted(tmp_path_factory):
     root = tmp_path_factory.mktemp("adaptation")
     project = root / "project"
-    for package in ("models", "pipeline", "runners", "schema"):
+    # Every package the template installs, so that nothing of the adapted project runs from this checkout.
+    for package in sorted({p.split(".")[0] for p in PACKAGES} | {"schema"}):
         shutil.copytree(os.path.join(REPO_ROOT, package), project / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     edit_features(project / "models" / "features.py", FRUIT_FEATURES)
@@ -95,7 +97,7 @@ def adapted(tmp_path_factory):
         "schema_path": str(project / "schema" / "schema.pbtxt"),
         "hyperparameters": {"train_steps": 150}}))
     first = _python_m(project, "runners.local_runner", config_path=str(config_path))
-    refresh = _python_m(project, "pipeline.cli", "schema", "refresh", config_path=str(config_path))
+    refresh = _python_m(project, "runners.cli.main", "schema", "refresh", config_path=str(config_path))
     second = _python_m(project, "runners.local_runner", config_path=str(config_path))
     return project, str(config_path), first, refresh, second
 

@@ -1,4 +1,4 @@
-"""Real multi-process training clusters on loopback (models/cluster.py), one per strategy.
+"""Real multi-process training clusters on loopback (pipeline/training/cluster.py), one per strategy.
 
 Each cluster trains the template's model with `models.trainer.run_fn` on the
 Transform output of the shared `pushed_pipeline` run, and the chief's
@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from models import cluster
-from models.cluster import ClusterError, TrainingJob
 from pipeline.config import Hyperparameters
+from pipeline.training import cluster
+from pipeline.training.cluster import ClusterError, TrainingJob
 from tests.conftest import DATA_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -140,7 +140,7 @@ def test_sigterm_to_the_launcher_stops_every_task(pushed_pipeline, tmp_path):
 
     work_dir = tmp_path / "logs"
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "models.cluster", "launch", "--strategy", "mirrored",
+        [sys.executable, "-m", "runners.cli", "cluster", "launch", "--strategy", "mirrored",
          "--pipeline-root", pushed_pipeline.config.pipeline_root, "--train-steps", "1000000",
          "--serving-model-dir", str(tmp_path / "serving_model"), "--work-dir", str(work_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

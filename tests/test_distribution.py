@@ -1,11 +1,11 @@
-"""Strategy selection and TF_CONFIG checks (models/distribution.py), without starting a cluster."""
+"""Strategy selection and TF_CONFIG checks (pipeline/training/distribution.py), without starting a cluster."""
 
 import json
 
 import pytest
 
-from models import cluster, distribution
 from pipeline.config import ConfigError, load_config
+from pipeline.training import cluster, distribution
 
 MWMS_CLUSTER = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
 PS_CLUSTER = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2", "127.0.0.1:3"], "ps": ["127.0.0.1:4"]}
@@ -117,8 +117,13 @@ def test_a_serving_task_that_exits_fails_the_run_and_a_slow_cluster_times_out(tm
     assert tasks[0].process.returncode is not None
 
 
-def test_launch_without_transform_output_is_a_clear_error(tmp_path, capsys):
-    code = cluster.main(["launch", "--strategy", "parameter_server", "--pipeline-root", str(tmp_path),
-                         "--serving-model-dir", str(tmp_path / "model")])
-    assert code == 1
-    assert "No Transform transform_graph under" in capsys.readouterr().err
+def test_launch_without_transform_output_is_a_clear_error(tmp_path):
+    from click.testing import CliRunner
+
+    from runners.cli.main import main
+
+    result = CliRunner().invoke(main, ["cluster", "launch", "--strategy", "parameter_server",
+                                       "--pipeline-root", str(tmp_path),
+                                       "--serving-model-dir", str(tmp_path / "model")])
+    assert result.exit_code == 1
+    assert "No Transform transform_graph under" in result.output

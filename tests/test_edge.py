@@ -103,8 +103,8 @@ def test_gate_blesses_within_threshold_and_rejects_beyond():
 
 
 def test_a_model_the_evaluator_did_not_bless_is_not_exported(tmp_path):
-    from edge.component import export_if_blessed
     from edge.parity import format_blessing
+    from pipeline.components.edge_export import export_if_blessed
 
     blessing = export_if_blessed(
         model_blessed=False, serving_model_dir=str(tmp_path / "absent_model"),
@@ -288,7 +288,7 @@ def test_gate_rejects_a_degraded_int8_model_and_the_cli_says_so(edge_run, tmp_pa
     from click.testing import CliRunner
 
     from edge import export
-    from pipeline.cli import main
+    from runners.cli.main import main
 
     convert = export.convert_tflite
 

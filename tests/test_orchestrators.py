@@ -17,8 +17,8 @@ import sys
 import pytest
 import yaml
 
-from pipeline import vertex
 from pipeline.config import ConfigError, load_config
+from pipeline.ops import vertex
 from pipeline.orchestration import beam_pipeline_args
 from tests.conftest import DATA_ROOT, REPO_ROOT, RUN_TIMEOUT_SECONDS, run_pipeline, write_config
 
@@ -230,7 +230,7 @@ def assert_pushed(config, summary):
 
 @pytest.mark.e2e
 def test_beam_runner_runs_the_pipeline_and_pushes(beam_run):
-    from pipeline.summary import summarize
+    from pipeline.ops.summary import summarize
 
     summary = summarize(beam_run.config)
     assert {node.node_id for node in summary.nodes} >= PIPELINE_TASKS
@@ -242,7 +242,7 @@ def test_beam_runner_runs_the_pipeline_and_pushes(beam_run):
 def test_tfx_cli_creates_and_runs_the_local_runner(beam_run, tmp_path):
     """`tfx pipeline create` + `tfx run create` on the local engine: a second, fully cached run."""
     from pipeline import mlmd
-    from pipeline.summary import summarize
+    from pipeline.ops.summary import summarize
 
     env = venv_env(TFXT_CONFIG=beam_run.config_path, HOME=str(tmp_path),
                    LOCAL_HOME=str(tmp_path / "tfx-local"))

@@ -16,10 +16,11 @@ import pytest
 import tensorflow as tf
 from tensorflow_data_validation.utils import schema_util
 
-from models import features, signatures
+from models import features
+from pipeline.components.pusher import model_fingerprint
 from pipeline.config import load_config
-from pipeline.pusher import model_fingerprint
-from pipeline.summary import summarize
+from pipeline.ops.summary import summarize
+from pipeline.training import signatures
 from tests.conftest import DATA_ROOT, SCHEMA_PATH, run_pipeline
 from tests.test_pipeline_wiring import CANONICAL_ORDER
 
@@ -143,8 +144,8 @@ def test_history_shows_what_the_cached_rerun_reused(rerun):
     """Run tracking on the SQLite store: the cached re-run names the first run's model as its own."""
     from click.testing import CliRunner
 
-    from pipeline import tracking
-    from pipeline.cli import main
+    from pipeline.ops import tracking
+    from runners.cli.main import main
 
     _, run = rerun
     history = tracking.list_runs(run.config, read_metrics=False)
@@ -177,8 +178,8 @@ def baseline_copy(pushed_pipeline, tmp_path_factory):
 def _run_in_process(directory, data_root, **overrides):
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
+    from pipeline.ops.run import run_and_report
     from pipeline.pipeline import create_pipeline
-    from pipeline.run import run_and_report
 
     config = load_config(overrides={"output_dir": str(directory / "outputs"), "data_root": str(data_root),
                                     "schema_path": SCHEMA_PATH, **overrides}, base_dir=str(directory))

@@ -117,7 +117,7 @@ def test_example_gen_reads_the_span_files_in_sorted_order(components, monkeypatc
     import apache_beam as beam
     from tfx.dsl.io import fileio
 
-    from pipeline import example_gen
+    from pipeline.components import example_gen
 
     assert components["CsvExampleGen"].executor_spec.executor_class is example_gen.Executor
     assert len(fileio.glob(os.path.join(DATA_ROOT, "span-*", "*.csv"))) == 3

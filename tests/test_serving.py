@@ -20,8 +20,9 @@ import pytest
 
 from serving import versions
 from serving.client import GrpcClient, RestClient, ServingClientError
-from serving.config import CANARY, STABLE, serving_paths, write_serving_files
 from serving.server import LocalServer
+from serving.server_files import CANARY, STABLE, serving_paths
+from serving.versions import write_serving_files
 from serving.warmup import read_blessing, read_examples, read_warmup
 
 pytestmark = pytest.mark.e2e
@@ -217,7 +218,7 @@ def test_request_log_holds_raw_rows_for_skew_detection(served):
 def test_reload_config_over_grpc_refuses_a_broken_version_and_the_file_wins_later(served):
     from tensorflow_serving.apis import model_management_pb2
 
-    from serving.config import model_server_config, write_models_config
+    from serving.server_files import model_server_config, write_models_config
 
     config, server, rest, rpc = served
     paths = serving_paths(config)
@@ -374,7 +375,7 @@ def test_tfxt_serving_serve_answers_curl_style_and_cli_predict(pushed_pipeline, 
 
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from runners.cli.main import main
 
     output_dir = tmp_path / "outputs"
     shutil.copytree(pushed_pipeline.config.serving_model_dir,

@@ -12,11 +12,10 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import main
 from pipeline.config import ConfigError, load_config
-from serving import config as serving_config
-from serving import versions
-from serving.config import CANARY, STABLE, ServingPaths
+from runners.cli.main import main
+from serving import server_files, versions
+from serving.server_files import CANARY, STABLE, ServingPaths
 from tests.conftest import DATA_ROOT, SCHEMA_PATH
 
 
@@ -46,16 +45,16 @@ def _config(tmp_path, **serving):
 
 
 def test_models_config_carries_policy_and_labels_and_parses_back(paths):
-    config = serving_config.model_server_config("penguin", paths.serving_model_dir,
+    config = server_files.model_server_config("penguin", paths.serving_model_dir,
                                                 {STABLE: 10, CANARY: 12})
-    serving_config.write_models_config(paths.models_config, config)
-    parsed = serving_config.read_models_config(paths.models_config)
+    server_files.write_models_config(paths.models_config, config)
+    parsed = server_files.read_models_config(paths.models_config)
     model = parsed.model_config_list.config[0]
     assert model.name == "penguin" and model.base_path == paths.serving_model_dir
     assert model.model_platform == "tensorflow"
     assert list(model.model_version_policy.specific.versions) == [10, 12]
     assert dict(model.version_labels) == {STABLE: 10, CANARY: 12}
-    unlabelled = serving_config.model_server_config("penguin", "/models/penguin", None, num_versions=2)
+    unlabelled = server_files.model_server_config("penguin", "/models/penguin", None, num_versions=2)
     assert unlabelled.model_config_list.config[0].model_version_policy.latest.num_versions == 2
     assert os.listdir(paths.config_dir) == ["models.config"]  # no temporary file left behind
 
@@ -65,7 +64,7 @@ def test_a_broken_models_config_is_reported_by_name(paths):
     with open(paths.models_config, "w") as f:
         f.write("model_config_list { config { nme: 'x' } }")
     with pytest.raises(ValueError, match="models.config is not a valid ModelServerConfig"):
-        serving_config.read_models_config(paths.models_config)
+        server_files.read_models_config(paths.models_config)
 
 
 def test_serving_files_from_config(tmp_path):
@@ -74,14 +73,14 @@ def test_serving_files_from_config(tmp_path):
     _push(base, 100)
     _push(base, 200)
     _push(base, 300, blessed=False)
-    files = serving_config.write_serving_files(config)
-    model = serving_config.read_models_config(files["models.config"]).model_config_list.config[0]
+    files = versions.write_serving_files(config)
+    model = server_files.read_models_config(files["models.config"]).model_config_list.config[0]
     assert model.base_path == "/models/penguin"
     assert dict(model.version_labels) == {STABLE: 200}  # the newest *blessed* version
     batching = open(files["batching_parameters.txt"]).read()
     assert "max_batch_size { value: 8 }" in batching and "batch_timeout_micros { value: 2000 }" in batching
     monitoring = open(files["monitoring.config"]).read()
-    assert "enable: true" in monitoring and serving_config.PROMETHEUS_PATH in monitoring
+    assert "enable: true" in monitoring and server_files.PROMETHEUS_PATH in monitoring
 
 
 def test_serving_settings_are_validated(tmp_path):

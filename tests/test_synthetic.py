@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from pipeline import synthetic
-from pipeline.cli import main
+from pipeline.ops import synthetic
+from runners.cli.main import main
 
 ROWS = 30_000
 

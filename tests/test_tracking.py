@@ -24,9 +24,11 @@ import pytest
 from click.testing import CliRunner
 
 from edge.parity import read_rows
-from pipeline import mlmd, run_record, tracking
-from pipeline.cli import main
+from pipeline import mlmd
+from pipeline.components import run_record
 from pipeline.config import ConfigError, load_config
+from pipeline.ops import tracking
+from runners.cli.main import main
 from tests.conftest import DATA_ROOT, RUN_TIMEOUT_SECONDS, run_pipeline, write_config
 from tests.mariadb import binaries, mariadb_server
 
@@ -150,9 +152,9 @@ def mysql_runs(mariadb, tmp_path_factory):
     first_run_id = tracking.list_runs(first.config, read_metrics=False)[0].run_id
     rerun_dir = os.path.join(directory, "rerun")
     process = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "runs", "rerun", first_run_id, "--config",
+        [sys.executable, "-m", "runners.cli.main", "runs", "rerun", first_run_id, "--config",
          config_path, "--set", "enable_cache=false", "--set", f"output_dir={rerun_dir}"],
-        cwd=directory, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"}, stdout=subprocess.PIPE,
+        cwd=directory, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, timeout=RUN_TIMEOUT_SECONDS)
     assert process.returncode == 0, process.stdout[-5000:]
     return first.config, config_path, process.stdout

@@ -69,9 +69,9 @@ def test_small_search_passes_its_best_hyperparameters_to_the_trainer(pushed_pipe
     from tfx.proto import trainer_pb2
     from tfx.types import standard_artifacts
 
-    from models import cluster
     from models import model as model_lib
-    from pipeline.tuning import tuner_component
+    from pipeline.components.tuner import tuner_component
+    from pipeline.training import cluster
 
     # hidden_units (4,) is outside the search space, so the trained model shows which values won.
     config = config_with(tmp_path, hyperparameters={"hidden_units": [4], "train_steps": 20, "eval_steps": 5},

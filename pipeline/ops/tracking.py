@@ -2,14 +2,14 @@
 
 Every field comes from the store (SQLite or MySQL) or from the artifacts it
 records: the config, its hash and the spans from the `RunRecord` execution
-(`pipeline.run_record`), hyperparameters from the Trainer's execution (and the
+(`pipeline.components.run_record`), hyperparameters from the Trainer's execution (and the
 Tuner's best hyperparameters, when a Tuner fed the Trainer), metrics from the
 Evaluator's evaluation artifact, the blessing and the pushed version from their
 artifacts' properties. A component that was CACHED in a run still belongs to
 that run's context, with the artifacts it reused, so an unchanged second run
 shows the same model and marks what it reused.
 
-`tfxt runs list|show|rerun` (`pipeline.tracking_cli`) is a thin layer over
+`tfxt runs list|show|rerun` (`runners.cli.runs`) is a thin layer over
 `list_runs`, `lineage` and `rerun_config`.
 """
 
@@ -22,13 +22,12 @@ from typing import Any, Dict, List, Optional
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import mlmd
+from pipeline.components import run_record
 from pipeline.config import PipelineConfig, load_config
 
 ACCURACY = "sparse_categorical_accuracy"
-# The node id of `pipeline.run_record.RunRecord`, and what it records instead of a password.
+# The node id of `pipeline.components.run_record.RunRecord`, and what it records instead of a password.
 # Defined here so that reading history does not import TFX's component machinery.
-RUN_RECORD_NODE_ID = "RunRecord"
-REDACTED = "<redacted>"
 
 
 class TrackingError(Exception):
@@ -122,7 +121,7 @@ def _tracked_run(store, config: PipelineConfig, run_id: str, read_metrics: bool)
         state=state, config=None, config_fingerprint=None, spans=[], hyperparameters={},
         metrics={}, blessed=None, pushed_version=None, model_id=None,
         cached_nodes=[n.node_id for n in nodes if n.state == "CACHED"], nodes=nodes)
-    record = run.node(RUN_RECORD_NODE_ID)
+    record = run.node(run_record.NODE_ID)
     if record is not None:
         properties = record.execution.custom_properties
         run.config = json.loads(properties["config"].string_value)
@@ -134,7 +133,7 @@ def _tracked_run(store, config: PipelineConfig, run_id: str, read_metrics: bool)
         run.model_id = trainer.outputs["model"][0].id
     evaluator = run.node("Evaluator")
     if evaluator and evaluator.outputs.get("evaluation") and read_metrics:
-        from pipeline.summary import read_metrics as read_evaluation
+        from pipeline.ops.summary import read_metrics as read_evaluation
 
         run.metrics = read_evaluation(evaluator.outputs["evaluation"][0].uri).get("Overall", {})
     if evaluator and evaluator.outputs.get("blessing"):

@@ -120,37 +120,6 @@ def monitoring_config() -> str:
     return f'prometheus_config {{\n  enable: true\n  path: "{PROMETHEUS_PATH}"\n}}\n'
 
 
-def write_serving_files(config: PipelineConfig, labels: Optional[Dict[str, int]] = None,
-                        keep_labels: bool = True) -> Dict[str, str]:
-    """Writes models.config, the batching and monitoring files; returns their paths.
-
-    Args:
-      config: the pipeline config.
-      labels: version labels to write; None keeps those of an existing
-        models.config (when `keep_labels`), else labels the newest blessed
-        version `stable`.
-      keep_labels: whether to keep the labels of an existing models.config.
-    """
-    from serving import versions
-
-    paths = serving_paths(config)
-    if labels is None and keep_labels and os.path.exists(paths.models_config):
-        labels = versions.current_labels(paths)
-    if labels is None:
-        blessed = versions.blessed_versions(paths.serving_model_dir)
-        labels = {STABLE: blessed[-1]} if blessed else {}
-    files = {
-        MODELS_CONFIG: paths.models_config,
-        BATCHING_CONFIG: os.path.join(paths.config_dir, BATCHING_CONFIG),
-        MONITORING_CONFIG: os.path.join(paths.config_dir, MONITORING_CONFIG),
-    }
-    write_models_config(files[MODELS_CONFIG], model_server_config(
-        paths.model_name, paths.model_base_path, labels, config.serving.num_versions))
-    atomic_write(files[BATCHING_CONFIG], batching_parameters(config.serving))
-    atomic_write(files[MONITORING_CONFIG], monitoring_config())
-    return files
-
-
 def atomic_write(path: str, text: str) -> None:
     """Writes `text` to `path` so that readers see the old or the new file, never a part."""
     directory = os.path.dirname(os.path.abspath(path))

@@ -1,6 +1,6 @@
 """Finding a run's inputs for edge export: the latest pushed model, Transform output and data.
 
-Used by `tfxt edge export` (edge/cli.py) and the benchmark (bench/edge.py).
+Used by `tfxt edge export` (runners/cli/edge.py) and the benchmark (bench/edge.py).
 Raises LookupError with a message saying what to pass instead.
 """
 

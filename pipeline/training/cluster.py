@@ -4,12 +4,12 @@ Vertex AI Training starts one process per replica of each worker pool and sets
 `TF_CONFIG` on each; this module does the same on one machine, so the
 multi-process strategies are exercised for real (tests/test_cluster.py):
 
-    python -m models.cluster launch --strategy multi_worker_mirrored --workers 2 \\
+    tfxt cluster launch --strategy multi_worker_mirrored --workers 2 \\
         --pipeline-root outputs/pipeline_root/penguin --serving-model-dir /tmp/model
 
 `one_device` and `mirrored` run as a one-task "cluster" (a chief), the same
-way. Every task runs `python -m models.cluster task <job.json>`, which calls
-`models.trainer.run_fn` with a TFX `FnArgs` built from Transform's outputs.
+way. Every task runs `python -m pipeline.training.cluster <job.json>`, which calls
+the configured `run_fn` (default `models.trainer.run_fn`) with a TFX `FnArgs` built from Transform's outputs.
 The launcher watches all tasks: the run succeeds when the training tasks exit
 cleanly, and fails at once, naming the task, when any task dies (a dead
 worker would otherwise leave its peers waiting forever). Every task runs in
@@ -17,10 +17,10 @@ its own process group, which is killed when the launcher returns, however it
 returns.
 """
 
-import argparse
 import contextlib
 import dataclasses
 import glob
+import importlib
 import json
 import logging
 import os
@@ -33,7 +33,7 @@ import time
 import types
 from typing import Any, Dict, List, Optional, Sequence
 
-from pipeline.config import STRATEGIES, ConfigError, Hyperparameters, PipelineConfig, load_config
+from pipeline.config import STRATEGIES, ConfigError, Hyperparameters, PipelineConfig
 
 MULTI_PROCESS = ("multi_worker_mirrored", "parameter_server")
 POLL_SECONDS = 0.5
@@ -59,6 +59,8 @@ class TrainingJob:
     # Logical CPU devices per task: `mirrored` makes one replica per device,
     # so data parallelism can be tried on a machine without GPUs.
     cpu_devices: int = 1
+    # Dotted path of the Trainer's entry point (the config's run_fn).
+    run_fn: str = "models.trainer.run_fn"
 
     def custom_config(self) -> Dict[str, Any]:
         hp = self.hyperparameters
@@ -143,13 +145,13 @@ def start_cluster(job: TrainingJob, cluster: Dict[str, List[str]], work_dir: str
         for task_type, addresses in cluster.items():
             for index in range(len(addresses)):
                 name = f"{task_type}-{index}"
-                env = {**os.environ, "TF_USE_LEGACY_KERAS": "1",
+                env = {**os.environ,
                        "TF_CONFIG": json.dumps({"cluster": cluster,
                                                 "task": {"type": task_type, "index": index}})}
                 log_path = os.path.join(work_dir, f"{name}.log")
                 with open(log_path, "w") as log:
                     process = subprocess.Popen(
-                        [sys.executable, "-m", "models.cluster", "task", job_path], env=env,
+                        [sys.executable, "-m", "pipeline.training.cluster", job_path], env=env,
                         stdout=log, stderr=subprocess.STDOUT, cwd=work_dir, start_new_session=True)
                 trains = not (job.strategy == "parameter_server" and task_type in ("worker", "ps"))
                 tasks.append(Task(name, process, log_path, trains))
@@ -225,7 +227,7 @@ def _sigterm_unwinds():
 
 
 def run_task(job_path: str) -> None:
-    """One task's work (`python -m models.cluster task <job.json>`): `train_job` on the job file."""
+    """One task's work (`python -m pipeline.training.cluster <job.json>`): `train_job` on the job file."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
     with open(job_path) as f:
         values = json.load(f)
@@ -235,7 +237,7 @@ def run_task(job_path: str) -> None:
 
 
 def train_job(job: TrainingJob) -> None:
-    """Calls `models.trainer.run_fn` in this process, with FnArgs built from `job`.
+    """Calls the job's `run_fn` (by dotted path, as TFX does) in this process, with FnArgs from `job`.
 
     Not tfx.components.trainer.fn_args_utils: importing any tfx.components
     module imports every component (a minute of CPU on a busy machine), and
@@ -244,7 +246,8 @@ def train_job(job: TrainingJob) -> None:
     import tensorflow as tf
     from tfx_bsl.public import tfxio
 
-    from models import trainer
+    module_name, function_name = job.run_fn.rsplit(".", 1)
+    run_fn = getattr(importlib.import_module(module_name), function_name)
 
     if job.cpu_devices > 1:
         tf.config.set_logical_device_configuration(
@@ -255,7 +258,7 @@ def train_job(job: TrainingJob) -> None:
         return tfxio.TFExampleRecord(file_pattern, telemetry_descriptors=["Trainer"],
                                      schema=schema).TensorFlowDataset(options)
 
-    trainer.run_fn(types.SimpleNamespace(
+    run_fn(types.SimpleNamespace(
         train_files=[os.path.join(job.transformed_examples, "Split-train", "*")],
         eval_files=[os.path.join(job.transformed_examples, "Split-eval", "*")],
         train_steps=job.hyperparameters.train_steps,
@@ -270,49 +273,32 @@ def train_job(job: TrainingJob) -> None:
     ))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """`python -m models.cluster launch ...` (a whole cluster) or `... task <job.json>` (one task)."""
-    parser = argparse.ArgumentParser(prog="python -m models.cluster", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    launch = commands.add_parser("launch", help="train on a loopback cluster")
-    launch.add_argument("--strategy", required=True, choices=STRATEGIES)
-    launch.add_argument("--workers", type=int, default=None,
-                        help="worker tasks (default: 2 for multi-process strategies, else 1)")
-    launch.add_argument("--cpu-devices", type=int, default=1,
-                        help="logical CPU devices per task (mirrored: one replica each)")
-    launch.add_argument("--ps", type=int, default=None, help="ps tasks (parameter_server; default 1)")
-    launch.add_argument("--pipeline-root", required=True, help="a pipeline_root holding Transform outputs")
-    launch.add_argument("--serving-model-dir", required=True)
-    launch.add_argument("--config", help="config file for hyperparameters and seed (default: defaults)")
-    launch.add_argument("--train-steps", type=int, help="overrides hyperparameters.train_steps")
-    launch.add_argument("--work-dir", help="logs and job file (default: <serving-model-dir>.cluster)")
-    launch.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS)
-    task = commands.add_parser("task", help="run one task (the launcher starts these)")
-    task.add_argument("job")
-    args = parser.parse_args(argv)
-    if args.command == "task":
-        run_task(args.job)
-        return 0
-    try:
-        config = load_config(args.config, require_schema=False) if args.config else PipelineConfig()
-        hp = config.hyperparameters
-        if args.train_steps:
-            hp = dataclasses.replace(hp, train_steps=args.train_steps)
-        serving_model_dir = os.path.abspath(args.serving_model_dir)
-        work_dir = os.path.abspath(args.work_dir or serving_model_dir + ".cluster")
-        job = TrainingJob(**transform_outputs(os.path.abspath(args.pipeline_root)),
-                          serving_model_dir=serving_model_dir,
-                          model_run_dir=os.path.join(work_dir, "model_run"),
-                          strategy=args.strategy, hyperparameters=hp, seed=config.seed,
-                          deterministic_ops=config.deterministic_ops, cpu_devices=args.cpu_devices)
-        ps = args.ps if args.ps is not None else (1 if args.strategy == "parameter_server" else 0)
-        workers = args.workers or (2 if args.strategy in MULTI_PROCESS else 1)
-        run_cluster(job, workers, ps, work_dir, args.timeout)
-    except (ConfigError, ClusterError) as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 1
-    print(f"Serving model written to {serving_model_dir} (task logs in {work_dir}).")
-    return 0
+def launch(strategy: str, pipeline_root: str, serving_model_dir: str,
+           config: Optional[PipelineConfig] = None, workers: Optional[int] = None, ps: Optional[int] = None,
+           cpu_devices: int = 1, train_steps: Optional[int] = None, work_dir: Optional[str] = None,
+           timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> str:
+    """Trains on a loopback cluster from a pipeline_root's Transform outputs (`tfxt cluster launch`).
+
+    Returns the work dir (task logs and the job file). Raises ConfigError or ClusterError.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}.")
+    config = config or PipelineConfig()
+    hp = config.hyperparameters
+    if train_steps:
+        hp = dataclasses.replace(hp, train_steps=train_steps)
+    serving_model_dir = os.path.abspath(serving_model_dir)
+    work_dir = os.path.abspath(work_dir or serving_model_dir + ".cluster")
+    job = TrainingJob(**transform_outputs(os.path.abspath(pipeline_root)),
+                      serving_model_dir=serving_model_dir,
+                      model_run_dir=os.path.join(work_dir, "model_run"),
+                      strategy=strategy, hyperparameters=hp, seed=config.seed,
+                      deterministic_ops=config.deterministic_ops, cpu_devices=cpu_devices,
+                      run_fn=config.run_fn)
+    ps = ps if ps is not None else (1 if strategy == "parameter_server" else 0)
+    workers = workers or (2 if strategy in MULTI_PROCESS else 1)
+    run_cluster(job, workers, ps, work_dir, timeout_seconds)
+    return work_dir
 
 
 def _failure(task: Task) -> str:
@@ -341,4 +327,5 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The process entry of one task, started by `start_cluster`; not a user command.
+    run_task(sys.argv[1])

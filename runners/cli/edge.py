@@ -1,8 +1,7 @@
 """`tfxt edge ...`: edge export from any pushed model, and the Edge TPU readiness check.
 
-A thin layer over `edge.export.export_edge`, `edge.locate` and `edge.readiness`;
-pipeline/cli.py adds this group with one `main.add_command(...)` line (import
-this module through `pipeline.cli`, which it extends).
+A thin layer over `edge.export.export_edge`, `pipeline.ops.locate` and `edge.readiness`;
+`runners.cli.main` adds this group to `tfxt`.
 """
 
 import os
@@ -10,7 +9,7 @@ import sys
 
 import click
 
-from pipeline.cli_options import CONFIG_OPTION, SET_OPTION, config_from_options
+from runners.cli.options import CONFIG_OPTION, SET_OPTION, config_from_options
 
 
 @click.group("edge")
@@ -35,7 +34,7 @@ def edge() -> None:
 def export_command(config_path, overrides, model_dir, transform_graph, examples, output_dir,
                    max_accuracy_drop) -> None:
     """Export every edge variant of a pushed model; exit 1 if the int8 model is not deployable."""
-    from edge.locate import latest_pushed_model, latest_run_inputs
+    from pipeline.ops.locate import latest_pushed_model, latest_run_inputs
 
     config = config_from_options(config_path, overrides)
     try:

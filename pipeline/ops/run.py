@@ -6,10 +6,10 @@ import sys
 import time
 from typing import Callable, TextIO
 
-from pipeline.components import DataValidationError
+from pipeline.components.anomalies_gate import DataValidationError
 from pipeline.config import PipelineConfig
-from pipeline.progress import show_progress
-from pipeline.summary import format_summary, summarize
+from pipeline.ops.progress import show_progress
+from pipeline.ops.summary import format_summary, summarize
 
 
 def run_and_report(config: PipelineConfig, run: Callable[[], object],

@@ -11,7 +11,7 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 from pipeline import mlmd
-from pipeline.anomalies import Anomaly, read_anomalies
+from pipeline.components.anomalies_gate import Anomaly, read_anomalies
 from pipeline.config import PipelineConfig
 
 ACCURACY = "sparse_categorical_accuracy"

@@ -1,6 +1,6 @@
 """`tfxt serving ...`: serve, configure, label versions, query and batch-predict.
 
-A thin layer over `serving.server`, `serving.config`, `serving.versions`,
+A thin layer over `serving.server`, `serving.server_files`, `serving.versions`,
 `serving.client` and `serving.batch`, which the tests call directly.
 """
 
@@ -10,7 +10,7 @@ import threading
 
 import click
 
-from pipeline.cli_options import CONFIG_OPTION, SET_OPTION, config_from_options
+from runners.cli.options import CONFIG_OPTION, SET_OPTION, config_from_options
 
 
 @click.group()
@@ -27,8 +27,8 @@ def serving() -> None:
 def serve(config_path, overrides, host, rest_port, grpc_port) -> None:
     """Run the local TF Serving-compatible server until Ctrl-C."""
     config = config_from_options(config_path, overrides, require_schema=False)
-    from serving.config import serving_paths
     from serving.server import LocalServer
+    from serving.server_files import serving_paths
     from serving.versions import ready_versions
 
     paths = serving_paths(config)
@@ -64,7 +64,7 @@ def serve(config_path, overrides, host, rest_port, grpc_port) -> None:
 def write_config(config_path, overrides, reset_labels) -> None:
     """Write models.config, batching_parameters.txt and monitoring.config for TF Serving."""
     config = config_from_options(config_path, overrides, require_schema=False)
-    from serving.config import write_serving_files
+    from serving.versions import write_serving_files
 
     for name, path in write_serving_files(config, keep_labels=not reset_labels).items():
         click.echo(f"{name}: {path}")
@@ -165,7 +165,7 @@ def batch(input_pattern, config_path, overrides, output_prefix, version) -> None
     import os
 
     from serving.batch import run_batch_predictions
-    from serving.config import serving_paths
+    from serving.server_files import serving_paths
     from serving.versions import stable_version
 
     paths = serving_paths(config)
@@ -183,7 +183,7 @@ def batch(input_pattern, config_path, overrides, output_prefix, version) -> None
 
 
 def _paths(config_path, overrides):
-    from serving.config import serving_paths
+    from serving.server_files import serving_paths
 
     return serving_paths(config_from_options(config_path, overrides, require_schema=False))
 

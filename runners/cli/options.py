@@ -1,8 +1,8 @@
 """Options and config parsing shared by every `tfxt` command group.
 
-In its own module so that the groups in `edge.cli`, `serving.cli` and
-`pipeline.tracking_cli` can import it without importing `pipeline.cli`, which
-imports them (that cycle breaks `python -m pipeline.cli`).
+In its own module so that the groups in `runners.cli.edge`, `runners.cli.serving` and
+`runners.cli.runs` can import it without importing `runners.cli.main`, which
+imports them (that cycle breaks `python -m runners.cli.main`).
 """
 
 from typing import Optional, Tuple

@@ -3,7 +3,7 @@
 The Trainer's `run_fn` (models/trainer.py) calls `make_strategy(name)` and builds
 the model inside its scope. Multi-process strategies read the cluster from the
 `TF_CONFIG` environment variable, which Vertex AI Training sets on every
-replica and `models.cluster` sets for a loopback cluster:
+replica and `pipeline.training.cluster` sets for a loopback cluster:
 
 - `one_device`, `mirrored`: one process; TF_CONFIG may name at most one task.
 - `multi_worker_mirrored`: synchronous all-reduce; every task is a `worker`
@@ -63,7 +63,7 @@ def check_tf_config(strategy: str, tf_config: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"strategy {strategy!r} needs a cluster, but TF_CONFIG is unset or has no 'cluster'; "
             "set TF_CONFIG on every task (Vertex AI Training does this for each worker pool; "
-            "`python -m models.cluster` does it on loopback), or choose one_device or mirrored.")
+            "`python -m pipeline.training.cluster` does it on loopback), or choose one_device or mirrored.")
     task_type, task_index = task.get("type"), task.get("index", 0)
     if task_type not in cluster:
         raise ConfigError(f"TF_CONFIG task type {task_type!r} is not in its cluster ({_describe(sizes)}).")
@@ -125,14 +125,14 @@ def make_strategy(name: str, tf_config: Optional[Mapping[str, Any]] = None) -> t
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored":
-        # All GPUs; without GPUs, all logical CPUs (one unless split, see models.cluster).
+        # All GPUs; without GPUs, all logical CPUs (one unless split, see pipeline.training.cluster).
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
     if name == "multi_worker_mirrored":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if is_server_task(name, tf_config):
         raise ConfigError("In a parameter_server cluster only the chief trains; worker and ps tasks "
-                          "call models.distribution.serve_forever() instead.")
+                          "call pipeline.training.distribution.serve_forever() instead.")
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     return tf.distribute.experimental.ParameterServerStrategy(resolver)
 

@@ -7,16 +7,14 @@ it, class-conditionally and seeded; `write_spans` writes them as
 `<out>/span-<N>/penguins.csv`, the layout the pipeline's ExampleGen reads.
 
     tfxt synth --rows 100000 --out /tmp/penguins-100k [--seed 0]
-    python -m pipeline.synthetic --rows 100000 --out /tmp/penguins-100k
+
 
 Called by `bench/scale.py` and `tests/test_synthetic.py`.
 """
 
-import argparse
 import dataclasses
 import glob
 import os
-import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,8 +26,8 @@ _DECIMALS = {"bill_length_mm": 1, "bill_depth_mm": 1, "flipper_length_mm": 0, "b
 # The curated schema's domains (schema/schema.pbtxt); samples are clipped into them.
 _BOUNDS = {"bill_length_mm": (25.0, 70.0), "bill_depth_mm": (10.0, 25.0),
            "flipper_length_mm": (150.0, 250.0), "body_mass_g": (2000.0, 7000.0)}
-DEFAULT_SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "data", "penguins")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_SOURCE = os.path.join(REPO_ROOT, "data", "penguins")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,21 +147,3 @@ def _normalized(weights):
 def _draw(rng, frequencies: Dict[str, float], size: int):
     names = list(frequencies)
     return rng.choice(names, size=size, p=_normalized([frequencies[n] for n in names]))
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, required=True)
-    parser.add_argument("--out", required=True, help="Output data_root (span-<N>/ folders).")
-    parser.add_argument("--spans", default="2007,2008,2009", help="Comma-separated span numbers.")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--source", default=DEFAULT_SOURCE, help="The data_root to imitate.")
-    args = parser.parse_args(argv)
-    spans = [int(s) for s in args.spans.split(",") if s]
-    for path in write_spans(args.out, args.rows, spans, args.seed, args.source):
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,7 +8,7 @@ on its execution in the run's `pipeline_run` context. When the config is
 unchanged the execution is CACHED, and TFX copies the properties onto the
 cached execution, so every run still carries its record.
 
-`pipeline.tracking` reads it back (`tfxt runs list/show/rerun`).
+`pipeline.ops.tracking` reads it back (`tfxt runs list/show/rerun`).
 """
 
 import json
@@ -17,9 +17,10 @@ from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
 
 from pipeline.config import PipelineConfig, available_spans
-from pipeline.tracking import REDACTED, RUN_RECORD_NODE_ID
 
-NODE_ID = RUN_RECORD_NODE_ID
+NODE_ID = "RunRecord"
+# Replaces the metadata password in the recorded config.
+REDACTED = "<redacted>"
 
 
 @component

@@ -1,22 +1,19 @@
 """The project CLI, `tfxt`: a thin layer over functions the tests call directly.
 
-Each package adds its own command group here (serving, edge, runs); commands
-import TensorFlow and TFX inside their bodies, so `tfxt --help` stays fast.
+One root group; each command group lives in its own module of `runners.cli`
+and imports TensorFlow and TFX inside its command bodies, so `tfxt --help` and
+config errors stay fast. Nothing in the repo imports the CLI.
 """
 
-import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import click
 
-import click  # noqa: E402
-
-from pipeline.cli_options import (  # noqa: E402,F401 - re-exported for the command groups
-    CONFIG_OPTION,
-    SET_OPTION,
-    config_from_options,
-    parse_overrides,
-)
+from runners.cli.cluster import cluster
+from runners.cli.edge import edge
+from runners.cli.options import CONFIG_OPTION, SET_OPTION, config_from_options
+from runners.cli.runs import runs, synth_command
+from runners.cli.serving import serving
 
 
 @click.group()
@@ -32,8 +29,8 @@ def run(config_path, overrides) -> None:
     config = config_from_options(config_path, overrides)
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
+    from pipeline.ops.run import run_and_report
     from pipeline.pipeline import create_pipeline
-    from pipeline.run import run_and_report
 
     sys.exit(run_and_report(config, lambda: LocalDagRunner().run(create_pipeline(config))))
 
@@ -45,7 +42,7 @@ def run(config_path, overrides) -> None:
 def summary(config_path, overrides, run_id) -> None:
     """Print the summary of a past run from ML Metadata."""
     config = config_from_options(config_path, overrides)
-    from pipeline.summary import format_summary, summarize
+    from pipeline.ops.summary import format_summary, summarize
 
     result = summarize(config, run_id)
     if result is None:
@@ -64,7 +61,7 @@ def schema() -> None:
 def schema_refresh(config_path, overrides) -> None:
     """Update schema/schema.pbtxt from the latest SchemaGen output; then review the diff."""
     config = config_from_options(config_path, overrides, require_schema=False)
-    from pipeline.schema import refresh_schema
+    from pipeline.ops.schema_refresh import refresh_schema
 
     try:
         changes = refresh_schema(config)
@@ -76,18 +73,8 @@ def schema_refresh(config_path, overrides) -> None:
     click.echo("Review the diff (git diff schema/) before the next run.")
 
 
-from edge.cli import edge as edge_group  # noqa: E402 - needs the options defined above
-
-main.add_command(edge_group)
-
-from pipeline.tracking_cli import runs, synth_command  # noqa: E402
-
-main.add_command(runs)
-main.add_command(synth_command)
-
-from serving.cli import serving  # noqa: E402 - defined after `main`'s options, which it reuses
-
-main.add_command(serving)
+for group in (edge, runs, synth_command, serving, cluster):
+    main.add_command(group)
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 """`tfxt runs ...` (run history, lineage, rerun) and `tfxt synth` (synthetic data).
 
-Thin click commands over `pipeline.tracking` and `pipeline.synthetic`;
-`pipeline/cli.py` adds them to the `tfxt` group.
+Thin click commands over `pipeline.ops.tracking` and `pipeline.ops.synthetic`;
+`runners.cli.main` adds them to the `tfxt` group.
 """
 
 import json
@@ -9,20 +9,7 @@ import sys
 
 import click
 
-# The same options as pipeline.cli's; defined here because pipeline.cli imports
-# this module (importing it back would be circular under `python -m pipeline.cli`).
-CONFIG_OPTION = click.option(
-    "--config", "config_path", envvar="TFXT_CONFIG", type=click.Path(dir_okay=False),
-    help="YAML or JSON config file (default: $TFXT_CONFIG, else built-in defaults).")
-SET_OPTION = click.option(
-    "--set", "overrides", multiple=True, metavar="FIELD=VALUE",
-    help="Override a config field, e.g. --set metadata.backend=mysql (repeatable).")
-
-
-def config_from_options(config_path, overrides):
-    from pipeline.cli_options import config_from_options as build
-
-    return build(config_path, overrides)
+from runners.cli.options import CONFIG_OPTION, SET_OPTION, config_from_options, parse_overrides
 
 
 @click.group()
@@ -37,7 +24,7 @@ def runs() -> None:
 def list_command(config_path, overrides, as_json) -> None:
     """Every run: id, time, config hash, spans, hyperparameters, metrics, blessing, pushed version."""
     config = config_from_options(config_path, overrides)
-    from pipeline import tracking
+    from pipeline.ops import tracking
 
     try:
         history = tracking.list_runs(config)
@@ -59,7 +46,7 @@ def list_command(config_path, overrides, as_json) -> None:
 def show_command(config_path, overrides, run_id, config_json) -> None:
     """One run's record and lineage: examples, schema, transform graph, model (default: latest)."""
     config = config_from_options(config_path, overrides)
-    from pipeline import tracking
+    from pipeline.ops import tracking
 
     try:
         run = tracking.get_run(config, run_id)
@@ -79,7 +66,7 @@ def show_command(config_path, overrides, run_id, config_json) -> None:
 def rerun_command(config_path, rerun_overrides, run_id) -> None:
     """Run the pipeline again with the config RUN_ID recorded (same store, same outputs)."""
     config = config_from_options(config_path, ())
-    from pipeline import tracking
+    from pipeline.ops import tracking
 
     try:
         rerun_config = tracking.rerun_config(config, run_id, _nested(rerun_overrides))
@@ -89,8 +76,8 @@ def rerun_command(config_path, rerun_overrides, run_id) -> None:
         raise click.UsageError(str(e)) from None
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
+    from pipeline.ops.run import run_and_report
     from pipeline.pipeline import create_pipeline
-    from pipeline.run import run_and_report
 
     click.echo(f"Re-running {run_id} (config hash {rerun_config.fingerprint()})")
     sys.exit(run_and_report(rerun_config,
@@ -106,7 +93,7 @@ def rerun_command(config_path, rerun_overrides, run_id) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 def synth_command(rows, out_dir, spans, seed) -> None:
     """Write penguin-like synthetic CSVs of any size (class-conditional, seeded)."""
-    from pipeline.synthetic import write_spans
+    from pipeline.ops.synthetic import write_spans
 
     try:
         span_numbers = [int(s) for s in spans.split(",") if s]
@@ -118,8 +105,6 @@ def synth_command(rows, out_dir, spans, seed) -> None:
 
 
 def _nested(overrides) -> dict:
-    from pipeline.cli_options import parse_overrides
-
     return parse_overrides(overrides)
 
 

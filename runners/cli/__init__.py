@@ -1,0 +1,1 @@
+"""The one project CLI, `tfxt` (`runners.cli.main:main`); one module per command group."""

@@ -1,0 +1,5 @@
+"""`python -m runners.cli` is `tfxt`."""
+
+from runners.cli.main import main
+
+main()

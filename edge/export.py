@@ -136,12 +136,15 @@ def freeze_graph(classifier) -> bytes:
 
 def write_variants(saved_model_dir: str, classifier, representative_vectors: np.ndarray,
                    output_dir: str) -> Dict[str, str]:
-    """Writes every variant into `output_dir`; returns variant -> path."""
+    """Writes every variant into a local `output_dir`; returns variant -> path.
+
+    `saved_model_dir` may be remote (an artifact URI): it is copied through `fileio`.
+    """
+    from tfx.utils import io_utils
+
     os.makedirs(output_dir, exist_ok=True)
     paths = {name: os.path.join(output_dir, filename) for name, filename in VARIANT_FILES.items()}
-    if os.path.exists(paths[SAVED_MODEL]):
-        shutil.rmtree(paths[SAVED_MODEL])
-    shutil.copytree(saved_model_dir, paths[SAVED_MODEL])
+    io_utils.copy_dir(saved_model_dir, paths[SAVED_MODEL])
     with open(paths[FROZEN_GRAPH], "wb") as f:
         f.write(freeze_graph(classifier))
     for variant in TFLITE_VARIANTS:
@@ -165,12 +168,38 @@ def export_edge(saved_model_dir: str, tf_transform_output, train_rows: Sequence[
 
     Variants that fail the parity gate are moved to `output_dir/rejected/`, so
     the top level holds only deployable files. Returns the edge blessing (also
-    written to edge_blessing.json).
+    written to edge_blessing.json). `output_dir` may be on any filesystem TFX's
+    `fileio` reaches (gs:// on Vertex): the TFLite converter and interpreter work
+    on local files, so the export is built in a local folder and then copied.
     """
+    with tempfile.TemporaryDirectory(prefix="edge-export-") as work_dir:
+        blessing = _export_into(work_dir, saved_model_dir, tf_transform_output, train_rows, eval_rows,
+                                max_accuracy_drop, representative_examples)
+        publish(work_dir, output_dir)
+    return blessing
+
+
+def publish(local_dir: str, output_dir: str) -> None:
+    """Copies every file under `local_dir` into `output_dir` (any `fileio` filesystem), replacing
+    files of the same name and leaving others; not `io_utils.copy_dir`, which deletes `output_dir`
+    first (here it may be a folder the user named)."""
+    from tfx.dsl.io import fileio
+
+    for directory, _, names in fileio.walk(local_dir):
+        relative = os.path.relpath(directory, local_dir)
+        target = output_dir if relative == "." else os.path.join(output_dir, relative)
+        fileio.makedirs(target)
+        for name in names:
+            fileio.copy(os.path.join(directory, name), os.path.join(target, name), overwrite=True)
+
+
+def _export_into(output_dir: str, saved_model_dir: str, tf_transform_output,
+                 train_rows: Sequence[Mapping[str, Any]], eval_rows: Sequence[Mapping[str, Any]],
+                 max_accuracy_drop: float, representative_examples: int) -> Dict[str, Any]:
+    """`export_edge`'s work, in a local `output_dir`."""
     from edge import parity, readiness
     from edge import spec as spec_lib
 
-    os.makedirs(output_dir, exist_ok=True)
     spec = spec_lib.build_spec(tf_transform_output)
     spec_lib.write_spec(spec, os.path.join(output_dir, SPEC_FILE))
     shutil.copyfile(os.path.join(os.path.dirname(os.path.abspath(__file__)), "predict.py"),

@@ -10,7 +10,6 @@ edge blessing is "blessed" when the int8 model is deployable. Called by
 CLI print.
 """
 
-import glob
 import json
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -28,8 +27,9 @@ BLESSING_FILE = "edge_blessing.json"  # the edge blessing, next to the variants
 def read_rows(split_dir: str, limit: Optional[int] = None) -> List[Dict[str, Any]]:
     """Raw rows (column -> value, None if missing) from an Examples split of gzipped TFRecords."""
     import tensorflow as tf
+    from tfx.dsl.io import fileio
 
-    files = sorted(glob.glob(os.path.join(split_dir, "*")))
+    files = sorted(fileio.glob(os.path.join(split_dir, "*")))
     if not files:
         raise FileNotFoundError(f"No TFRecord files in {split_dir}.")
     rows = []
@@ -137,22 +137,29 @@ def edge_blessing(results: Mapping[str, Mapping[str, float]], max_accuracy_drop:
 
 
 def write_blessing(blessing: Mapping[str, Any], output_dir: str) -> None:
-    """edge_blessing.json plus a marker file, EDGE_BLESSED or NOT_EDGE_BLESSED."""
-    with open(os.path.join(output_dir, BLESSING_FILE), "w") as f:
-        json.dump(blessing, f, indent=2)
-        f.write("\n")
+    """edge_blessing.json plus a marker file, EDGE_BLESSED or NOT_EDGE_BLESSED (any `fileio` path)."""
+    from tfx.dsl.io import fileio
+
+    fileio.makedirs(output_dir)
+    with fileio.open(os.path.join(output_dir, BLESSING_FILE), "w") as f:
+        f.write(json.dumps(blessing, indent=2) + "\n")
     for marker in ("EDGE_BLESSED", "NOT_EDGE_BLESSED"):
-        if os.path.exists(os.path.join(output_dir, marker)):
-            os.remove(os.path.join(output_dir, marker))
-    open(os.path.join(output_dir, "EDGE_BLESSED" if blessing["blessed"] else "NOT_EDGE_BLESSED"), "w").close()
+        if fileio.exists(os.path.join(output_dir, marker)):
+            fileio.remove(os.path.join(output_dir, marker))
+    with fileio.open(os.path.join(output_dir, "EDGE_BLESSED" if blessing["blessed"] else "NOT_EDGE_BLESSED"),
+                     "w") as f:
+        f.write("")  # an empty marker; GFile creates the file on its first write
 
 
 def read_blessing(output_dir: str) -> Optional[Dict[str, Any]]:
-    path = os.path.join(output_dir, "edge_blessing.json")
-    if not os.path.isfile(path):
+    """The edge blessing under an EdgeExport artifact URI (any `fileio` path), or None."""
+    from tfx.dsl.io import fileio
+
+    path = os.path.join(output_dir, BLESSING_FILE)
+    if not fileio.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    with fileio.open(path, "r") as f:
+        return json.loads(f.read())
 
 
 def format_blessing(blessing: Optional[Mapping[str, Any]], location: str = "") -> List[str]:

@@ -76,3 +76,22 @@ def pushed_pipeline(tmp_path_factory) -> PipelineRun:
     run = run_pipeline(str(tmp_path_factory.mktemp("pushed_pipeline")))
     assert run.returncode == 0, run.output[-5000:]
     return run
+
+
+@pytest.fixture(scope="session")
+def ram_filesystem():
+    """TensorFlow's in-process `ram://` filesystem, registered with TFX's `fileio` like gs:// is.
+
+    Artifact URIs on Vertex and Dataflow are gs://, which cannot be reached from
+    here; `ram://` is a non-local filesystem that TensorFlow provides in-process,
+    so code that reads and writes through `fileio` (or `tf.io.gfile`) works on it,
+    while `os`, `open` and `shutil` treat "ram://x" as a local relative path.
+    """
+    from tfx.dsl.io import filesystem_registry
+    from tfx.dsl.io.plugins import tensorflow_gfile
+
+    class RamFilesystem(tensorflow_gfile.TensorflowFilesystem):
+        SUPPORTED_SCHEMES = ["ram://"]
+
+    filesystem_registry.DEFAULT_FILESYSTEM_REGISTRY.register(RamFilesystem, priority=20)
+    return "ram://"

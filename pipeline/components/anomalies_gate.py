@@ -14,6 +14,7 @@ from typing import List, NamedTuple
 
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.io import fileio
 from tfx.types.standard_artifacts import ExampleAnomalies
 
 SCHEMA_DIFF_FILE = "SchemaDiff.pb"  # the file ExampleValidator writes per split
@@ -30,9 +31,10 @@ def read_anomalies(anomalies_uri: str) -> List[Anomaly]:
     from tensorflow_data_validation.utils import anomalies_util
 
     rows = []
-    for entry in sorted(os.listdir(anomalies_uri)):
+    for entry in sorted(fileio.listdir(anomalies_uri)):
+        entry = entry.rstrip("/")  # object stores list folders with a trailing slash
         path = os.path.join(anomalies_uri, entry, SCHEMA_DIFF_FILE)
-        if not entry.startswith("Split-") or not os.path.exists(path):
+        if not entry.startswith("Split-") or not fileio.exists(path):
             continue
         split = entry[len("Split-"):]
         proto = anomalies_util.load_anomalies_binary(path)

@@ -9,7 +9,6 @@ Transform graph and the raw examples, and records the edge blessing on its
 `edge_model` output artifact (custom properties `blessed` and `reasons`).
 """
 
-import os
 
 from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
 from tfx.dsl.component.experimental.decorators import component
@@ -58,7 +57,6 @@ def export_if_blessed(model_blessed: bool, serving_model_dir: str, transform_gra
     """The component's work on plain folders: `export_edge` for a blessed model, else nothing."""
     from edge import parity
 
-    os.makedirs(output_dir, exist_ok=True)
     if not model_blessed:
         blessing = {"blessed": False, "skipped": "the Evaluator did not bless the model",
                     "reasons": ["the Evaluator did not bless the model"], "variants": {}}

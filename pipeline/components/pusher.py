@@ -19,6 +19,7 @@ from tfx import types
 from tfx.components import Pusher
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.components.base import executor_spec
+from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
@@ -27,18 +28,21 @@ ALREADY_SERVING_KEY = "already_serving"
 
 
 def model_fingerprint(model_dir: str) -> Optional[str]:
-    """A content hash of a SavedModel's graph and variables (None if it is not one)."""
+    """A content hash of a SavedModel's graph and variables (None if it is not one).
+
+    Through `fileio`, so that it works where the serving directory is on gs://.
+    """
     graph = os.path.join(model_dir, "saved_model.pb")
-    if not os.path.isfile(graph):
+    if not fileio.exists(graph) or fileio.isdir(graph):
         return None
     digest = hashlib.sha256()
     paths = [graph]
     variables = os.path.join(model_dir, "variables")
-    if os.path.isdir(variables):
-        paths += sorted(os.path.join(variables, name) for name in os.listdir(variables))
+    if fileio.isdir(variables):
+        paths += sorted(os.path.join(variables, name.rstrip("/")) for name in fileio.listdir(variables))
     for path in paths:
         digest.update(os.path.basename(path).encode())
-        with open(path, "rb") as f:
+        with fileio.open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
@@ -46,12 +50,13 @@ def model_fingerprint(model_dir: str) -> Optional[str]:
 
 def find_serving_version(base_directory: str, model_dir: str) -> Optional[str]:
     """The version under `base_directory` holding the same model as `model_dir`, if any."""
-    if not os.path.isdir(base_directory):
+    if not fileio.isdir(base_directory):
         return None
     wanted = model_fingerprint(model_dir)
     if wanted is None:
         return None
-    for version in sorted((v for v in os.listdir(base_directory) if v.isdigit()), key=int, reverse=True):
+    names = (name.rstrip("/") for name in fileio.listdir(base_directory))
+    for version in sorted((v for v in names if v.isdigit()), key=int, reverse=True):
         if model_fingerprint(os.path.join(base_directory, version)) == wanted:
             return version
     return None

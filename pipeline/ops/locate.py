@@ -10,8 +10,11 @@ from typing import Tuple
 
 def latest_pushed_model(serving_model_dir: str) -> str:
     """The highest numbered version folder under `serving_model_dir`."""
-    versions = sorted((int(name) for name in os.listdir(serving_model_dir) if name.isdigit())
-                      if os.path.isdir(serving_model_dir) else [])
+    from tfx.dsl.io import fileio
+
+    names = [name.rstrip("/") for name in fileio.listdir(serving_model_dir)] \
+        if fileio.isdir(serving_model_dir) else []
+    versions = sorted(int(name) for name in names if name.isdigit())
     if not versions:
         raise LookupError(f"No pushed model in {serving_model_dir}: run the pipeline "
                           "(make run) or pass --model-dir.")

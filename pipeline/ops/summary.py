@@ -76,13 +76,15 @@ def summarize(config: PipelineConfig, run_id: Optional[str] = None) -> Optional[
 
 def read_class_names(transform_graph_uri: str) -> List[str]:
     """Label class names in class-id order, from Transform's label vocabulary file."""
+    from tfx.dsl.io import fileio
+
     from models import features
 
     path = os.path.join(transform_graph_uri, "transform_fn", "assets", features.LABEL_VOCABULARY)
-    if not os.path.isfile(path):
+    if not fileio.exists(path):
         return []
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
+    with fileio.open(path, "r") as f:
+        return [line.rstrip("\n") for line in f.read().splitlines()]
 
 
 def read_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
@@ -108,9 +110,9 @@ def read_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
 def read_validation(evaluation_uri: str) -> List[str]:
     """Why TFMA's validation failed, one line per failed threshold (empty if it passed)."""
     import tensorflow_model_analysis as tfma
+    from tfx.dsl.io import fileio
 
-    if not os.path.exists(os.path.join(evaluation_uri, "validations")) and not any(
-            name.startswith("validations") for name in os.listdir(evaluation_uri)):
+    if not any(name.startswith("validations") for name in fileio.listdir(evaluation_uri)):
         return []
     result = tfma.load_validation_result(evaluation_uri)
     reasons = []

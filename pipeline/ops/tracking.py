@@ -160,9 +160,11 @@ def _hyperparameters(store, trainer: Optional[mlmd.NodeExecution]) -> Dict[str, 
                 values[key] = args["num_steps"]
     tuned = _inputs(store, trainer.execution).get("hyperparameters")
     if tuned:
+        from tfx.dsl.io import fileio
+
         path = os.path.join(tuned[0].uri, "best_hyperparameters.txt")
-        if os.path.exists(path):
-            with open(path) as f:
+        if fileio.exists(path):
+            with fileio.open(path, "r") as f:
                 values.update(json.load(f).get("values", {}))
             values["tuned"] = True
     return values

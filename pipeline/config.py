@@ -141,6 +141,40 @@ class ServingSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class MonitoringConfig:
+    """Production monitoring: drift between spans, served-model decay, training/serving skew.
+
+    Drift compares the newest span with the one before it (DistributionValidator);
+    decay evaluates the served model on both before retraining
+    (`pipeline.components.drift_gate`, `pipeline.components.model_decay`).
+    Both need at least two spans in the run; with one span they are left out.
+    """
+
+    enabled: bool = True
+    # What a drift past a threshold does: "stop" fails the run before Transform
+    # (the pushed model stays), "warn" logs it and goes on.
+    drift_action: str = "stop"
+    # Defaults per feature kind. Jensen-Shannon divergence for numeric features
+    # and L-infinity distance for categorical ones (the label counts as
+    # categorical). The bundled spans reach at most 0.12 and 0.16 between
+    # neighbours (README, "Monitoring"), so these leave room for sampling noise.
+    numeric_drift_threshold: float = 0.2
+    categorical_drift_threshold: float = 0.25
+    # Per-feature thresholds that win over the defaults, e.g. {body_mass_g: 0.3}.
+    feature_thresholds: Dict[str, float] = dataclasses.field(default_factory=dict)
+    # Retrain trigger: the served model's accuracy on the newest span is lower
+    # than on the span before it by more than this (absolute; 0.05 = five points).
+    decay_threshold: float = 0.05
+    # `tfxt monitor skew`: serving rows against the served model's training
+    # statistics, same measures as drift.
+    numeric_skew_threshold: float = 0.2
+    categorical_skew_threshold: float = 0.25
+
+
+DRIFT_ACTIONS = ("stop", "warn")
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything `create_pipeline` needs. Paths are absolute after `load_config`."""
 
@@ -165,6 +199,7 @@ class PipelineConfig:
     tuner: TunerConfig = TunerConfig()
     metadata: MetadataConfig = MetadataConfig()
     serving: ServingSettings = ServingSettings()
+    monitoring: MonitoringConfig = MonitoringConfig()
     # tf.distribute strategy for the Trainer: one of STRATEGIES.
     strategy: str = "one_device"
     # Hash buckets of the train/eval split.
@@ -272,6 +307,20 @@ def validate(config: PipelineConfig) -> None:
         _check_spans(config)
     _check_orchestration(config.orchestration)
     _validate_serving(config.serving)
+    _validate_monitoring(config.monitoring)
+
+
+def _validate_monitoring(monitoring: MonitoringConfig) -> None:
+    if monitoring.drift_action not in DRIFT_ACTIONS:
+        raise ConfigError(f"monitoring.drift_action must be one of {', '.join(DRIFT_ACTIONS)}, "
+                          f"got {monitoring.drift_action!r}.")
+    thresholds = {name: getattr(monitoring, name) for name in (
+        "numeric_drift_threshold", "categorical_drift_threshold", "decay_threshold",
+        "numeric_skew_threshold", "categorical_skew_threshold")}
+    thresholds.update({f"feature_thresholds.{k}": v for k, v in monitoring.feature_thresholds.items()})
+    for name, value in thresholds.items():
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"monitoring.{name} must lie in [0, 1], got {value}.")
 
 
 def _check_orchestration(orchestration: Orchestration) -> None:
@@ -407,6 +456,11 @@ def _coerce(value: Any, default: Any, where: str, field_type: Any = None) -> Any
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a mapping, got {value!r}.")
         return _build(type(default), value, where)
+    if isinstance(default, dict):
+        # Dict fields map names to numbers (monitoring.feature_thresholds).
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping of names to numbers, got {value!r}.")
+        return {str(k): _coerce(v, 0.0, f"{where}.{k}") for k, v in value.items()}
     if isinstance(default, tuple):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]

@@ -4,6 +4,8 @@ ExampleGen -> StatisticsGen -> SchemaGen / ImportSchemaGen (fingerprinted) -> Ex
 -> AnomaliesGate -> Transform -> [Tuner, if tuner.enabled] -> Trainer -> Resolver -> Evaluator
 -> ServingModel (warmup requests, blessing record) -> Pusher
 (+ RunRecord first, and EdgeExport after the Evaluator when config.edge.enabled)
+(+ with two spans or more and config.monitoring.enabled: SpanExampleGen -> SpanStatisticsGen
+-> DriftValidator (TFX's DistributionValidator) -> DriftGate, and ModelDecay, before Transform)
 
 Every runner in `runners/` hands `create_pipeline(config)` to its orchestrator.
 Imports are the component modules themselves, not `tfx.v1`, which would pull in
@@ -14,6 +16,7 @@ from typing import List
 
 import tensorflow_model_analysis as tfma
 from tfx.components import (
+    DistributionValidator,
     Evaluator,
     ExampleValidator,
     FileBasedExampleGen,
@@ -34,11 +37,13 @@ from tfx.types.standard_artifacts import Model, ModelBlessing
 
 from models import features
 from pipeline import mlmd
+from pipeline.components import drift_gate
 from pipeline.components import example_gen as sorted_example_gen
 from pipeline.components.anomalies_gate import AnomaliesGate
 from pipeline.components.edge_export import EdgeExport
+from pipeline.components.model_decay import ModelDecay
 from pipeline.components.pusher import ServingPusher
-from pipeline.components.run_record import make_run_record
+from pipeline.components.run_record import make_run_record, resolved_spans
 from pipeline.components.schema_importer import FingerprintedImportSchemaGen
 from pipeline.components.serving_model import ServingModel
 from pipeline.components.tuner import tuner_component
@@ -48,19 +53,12 @@ from pipeline.orchestration import beam_pipeline_args
 
 def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
     """The pipeline described by `config`; it reads nothing else."""
-    example_gen = FileBasedExampleGen(
-        input_base=config.data_root,
-        input_config=example_gen_pb2.Input(splits=[
-            example_gen_pb2.Input.Split(name="single_split", pattern=span_pattern(config.spans)),
-        ]),
-        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-            example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
-            example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
-        ])),
-        # CsvExampleGen's executor, but reading the span files in sorted order: reruns then
-        # train on the same rows in the same order (pipeline/components/example_gen.py says why).
-        custom_executor_spec=executor_spec.BeamExecutorSpec(sorted_example_gen.Executor),
-    ).with_id("CsvExampleGen")
+    example_gen = _example_gen(config, [
+        example_gen_pb2.Input.Split(name="single_split", pattern=span_pattern(config.spans)),
+    ], example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
+        example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
+        example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
+    ]))).with_id("CsvExampleGen")
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     # SchemaGen's inferred schema is what `tfxt schema refresh` starts from;
     # validation and Transform use the curated schema.
@@ -127,13 +125,19 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
             filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=config.serving_model_dir)),
     ).with_id("Pusher")
+    monitoring = _monitoring_nodes(config, model_resolver.outputs["model"])
+    for node in monitoring[-2:]:
+        # The served model is evaluated on the new span before retraining, and drift
+        # stops the run before Transform; ModelDecay runs first, so that a run the
+        # drift gate stops still records the served model's accuracy.
+        transform.add_upstream_node(node)
     # Runs first, so that even a run that fails later is recorded with its config.
     run_record = make_run_record(config)
     example_gen.add_upstream_node(run_record)
     components: List = [
         run_record, example_gen, statistics_gen, schema_gen, import_schema_gen, example_validator,
         anomalies_gate, transform, trainer, model_resolver, evaluator, serving_model, pusher,
-    ] + ([tuner] if tuner else [])
+    ] + ([tuner] if tuner else []) + monitoring
     if config.edge.enabled:
         components.append(EdgeExport(
             model=trainer.outputs["model"],
@@ -151,6 +155,53 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         metadata_connection_config=mlmd.connection_config(config),
         beam_pipeline_args=beam_pipeline_args(config),
     )
+
+
+def _example_gen(config: PipelineConfig, splits, output_config) -> FileBasedExampleGen:
+    # CsvExampleGen's executor, but reading the span files in sorted order: reruns then
+    # train on the same rows in the same order (pipeline/components/example_gen.py says why).
+    return FileBasedExampleGen(
+        input_base=config.data_root,
+        input_config=example_gen_pb2.Input(splits=splits),
+        output_config=output_config,
+        custom_executor_spec=executor_spec.BeamExecutorSpec(sorted_example_gen.Executor))
+
+
+def _monitoring_nodes(config: PipelineConfig, served_model: Channel) -> List:
+    """Drift between the newest two spans and the served model's decay (`config.monitoring`).
+
+    The two spans are read again as two splits of one Examples artifact, so
+    TFX's DistributionValidator can compare their statistics and ModelDecay can
+    score the served model on each. Left out with fewer than two spans, or when
+    `data_root` is remote and no spans are configured (they cannot be listed).
+    Returns the nodes, ending with ModelDecay and DriftGate.
+    """
+    spans = resolved_spans(config)
+    if not config.monitoring.enabled or len(spans) < 2:
+        return []
+    previous_span, newest_span = spans[-2:]
+    span_examples = _example_gen(config, [
+        example_gen_pb2.Input.Split(name=drift_gate.NEWEST_SPLIT, pattern=span_pattern((newest_span,))),
+        example_gen_pb2.Input.Split(name=drift_gate.PREVIOUS_SPLIT,
+                                    pattern=span_pattern((previous_span,))),
+    ], example_gen_pb2.Output()).with_id("SpanExampleGen")
+    span_statistics = StatisticsGen(examples=span_examples.outputs["examples"]).with_id(
+        "SpanStatisticsGen")
+    validator = DistributionValidator(
+        statistics=span_statistics.outputs["statistics"],
+        baseline_statistics=span_statistics.outputs["statistics"],
+        config=drift_gate.distribution_validator_config(config.monitoring),
+        include_split_pairs=[(drift_gate.NEWEST_SPLIT, drift_gate.PREVIOUS_SPLIT)],
+    ).with_id(drift_gate.VALIDATOR_NODE_ID)
+    decay = ModelDecay(
+        examples=span_examples.outputs["examples"], model=served_model,
+        newest_span=newest_span, previous_span=previous_span,
+        decay_threshold=config.monitoring.decay_threshold).with_id("ModelDecay")
+    gate = drift_gate.DriftGate(
+        anomalies=validator.outputs["anomalies"], action=config.monitoring.drift_action,
+        newest_span=newest_span, previous_span=previous_span).with_id(drift_gate.NODE_ID)
+    gate.add_upstream_node(decay)
+    return [span_examples, span_statistics, validator, decay, gate]
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:

@@ -1,18 +1,22 @@
-"""The local server's request log: one JSON object per line, for skew detection later.
+"""The local server's request log: one JSON object per line, and its reader for skew detection.
 
 Each successful request is logged with its raw inputs, one row per example
 (the same rows `serving.payloads` builds, so they compare directly with the
 training CSV or TFDV statistics), its outputs, the model version that answered,
 the API and the latency; failed requests are logged without rows. A sample
 rate below 1 logs that fraction of requests.
+
+`read_rows` reads the raw rows back (`tfxt monitor skew`, `pipeline.ops.monitoring`).
 """
 
+import glob
 import json
 import os
 import random
+import re
 import threading
 import time
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -84,3 +88,45 @@ def _same_length(arrays: Mapping[str, np.ndarray]) -> bool:
 def _utc_now() -> str:
     now = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+
+
+def log_files(path: str) -> List[str]:
+    """`path` and its rotated siblings (`path.1`, `path.2`, ...), oldest first.
+
+    Rotation numbers count up with age (`.1` is the most recent rotated file),
+    so the highest number is read first and `path` itself last.
+    """
+    rotated = [p for p in glob.glob(glob.escape(path) + ".*") if re.fullmatch(r"\.\d+", p[len(path):])]
+    rotated.sort(key=lambda p: int(p[len(path) + 1:]), reverse=True)
+    return rotated + ([path] if os.path.exists(path) else [])
+
+
+def read_rows(path: str) -> Tuple[List[Dict[str, Any]], int]:
+    """The logged raw input rows of every successful request, and the count of malformed lines.
+
+    Reads `path` and its rotated files (`log_files`). A line that is not a JSON
+    object, or whose `rows` is not a list of objects, is malformed: it is
+    skipped and counted. Entries without rows (failed requests) are not
+    malformed. Raises FileNotFoundError when neither `path` nor a rotated file exists.
+    """
+    files = log_files(path)
+    if not files:
+        raise FileNotFoundError(f"No request log at {path}.")
+    rows: List[Dict[str, Any]] = []
+    malformed = 0
+    for name in files:
+        with open(name, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    malformed += 1
+                    continue
+                logged = entry.get("rows", []) if isinstance(entry, dict) else None
+                if not isinstance(logged, list) or not all(isinstance(r, dict) for r in logged):
+                    malformed += 1
+                    continue
+                rows.extend(logged)
+    return rows, malformed

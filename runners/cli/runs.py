@@ -4,6 +4,7 @@ Thin click commands over `pipeline.ops.tracking` and `pipeline.ops.synthetic`;
 `runners.cli.main` adds them to the `tfxt` group.
 """
 
+import dataclasses
 import json
 import sys
 
@@ -22,20 +23,25 @@ def runs() -> None:
 @SET_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_command(config_path, overrides, as_json) -> None:
-    """Every run: id, time, config hash, spans, hyperparameters, metrics, blessing, pushed version."""
+    """Every run (id, time, config hash, spans, hyperparameters, metrics, blessing, pushed version),
+    then each served model's accuracy span by span."""
     config = config_from_options(config_path, overrides)
-    from pipeline.ops import tracking
+    from pipeline.ops import monitoring, tracking
 
     try:
         history = tracking.list_runs(config)
+        decay = monitoring.decay_records(config)
     except tracking.TrackingError as e:
         raise click.ClickException(str(e)) from None
     if as_json:
-        click.echo(json.dumps([_run_dict(run) for run in history], indent=2, default=str))
+        by_run = {record.run_id: dataclasses.asdict(record) for record in decay}
+        click.echo(json.dumps([{**_run_dict(run), "served_model_decay": by_run.get(run.run_id)}
+                               for run in history], indent=2, default=str))
     elif not history:
         click.echo(f"No runs of '{config.pipeline_name}' in the metadata store yet.")
     else:
         click.echo(tracking.format_runs(history))
+        click.echo("\n" + monitoring.format_decay(decay))
 
 
 @runs.command("show")

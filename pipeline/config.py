@@ -133,6 +133,13 @@ class ServingSettings:
     max_request_bytes: int = 4 * 1024 * 1024
     # Fraction of requests written to the request log (0 turns it off).
     request_log_sample_rate: float = 1.0
+    # The request log rotates when it would grow past this size, keeping this many old files
+    # (requests.jsonl.1 is the newest of them).
+    request_log_max_bytes: int = 64 * 1024 * 1024
+    request_log_backups: int = 5
+    # TF Serving's --allow_version_labels_for_unavailable_models, which the generated Docker
+    # command and Kubernetes manifest pass; the local server applies the same label rule.
+    allow_version_labels_for_unavailable_models: bool = True
     # TF Serving's batching parameters (batching_parameters.txt).
     max_batch_size: int = 32
     batch_timeout_micros: int = 2000
@@ -358,6 +365,12 @@ def _validate_serving(serving: ServingSettings) -> None:
         raise ConfigError("serving.poll_seconds must be positive.")
     if not 0.0 <= serving.request_log_sample_rate <= 1.0:
         raise ConfigError("serving.request_log_sample_rate must lie in [0, 1].")
+    if serving.request_log_max_bytes < 4096:
+        raise ConfigError(f"serving.request_log_max_bytes must be at least 4096, "
+                          f"got {serving.request_log_max_bytes}.")
+    if serving.request_log_backups < 0:
+        raise ConfigError(f"serving.request_log_backups must be 0 or more, "
+                          f"got {serving.request_log_backups}.")
 
 
 def span_pattern(spans: Tuple[int, ...]) -> str:

@@ -5,6 +5,13 @@ server: it reads models.config (or serves one base path with "latest N"),
 loads the versions the policy selects, replays each version's warmup requests
 before it takes traffic, and resolves requests by version number or label.
 
+Labels follow TF Serving's rules (`serving.tfs_rules`): they are checked
+against the versions available *before* the new config loads anything, so a
+label may not move to a version that is not loaded (R5), and a config that
+breaks a rule is refused while the previous state keeps serving (R6). A version
+that fails to load never replaces a healthy one (R8): without an available
+version the policy asked for, the newest previously loaded version stays.
+
 Hot reload: a background thread re-scans the version directories and
 models.config every `poll_seconds`. New versions are loaded *before* the new
 state is published, and the state is one immutable snapshot swapped in a single
@@ -23,7 +30,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import grpc
 
-from serving import inference
+from serving import inference, tfs_rules
 from serving.errors import ServingError
 
 log = logging.getLogger(__name__)
@@ -49,17 +56,21 @@ class ModelStore:
 
     def __init__(self, models_config: Optional[str] = None, model_name: Optional[str] = None,
                  base_path: Optional[str] = None, num_versions: int = 1, poll_seconds: float = 1.0,
-                 warmup: bool = True):
+                 warmup: bool = True, allow_unavailable_labels: bool = True):
         if not models_config and not (model_name and base_path):
             raise ValueError("Give models_config, or model_name and base_path.")
         self.models_config = models_config
         self._default = (model_name, base_path, num_versions)
         self.poll_seconds = poll_seconds
         self.warmup = warmup
+        # TF Serving's --allow_version_labels_for_unavailable_models (R5).
+        self.allow_unavailable_labels = allow_unavailable_labels
         self._models: Dict[str, ModelState] = {}
         # A config applied through HandleReloadConfigRequest, with the file's mtime then.
         self._override = None
         self._failed_at: Dict[Tuple[str, int], float] = {}
+        # The last refusal per model, so a refused models.config is logged once, not every poll.
+        self._refused: Dict[str, str] = {}
         self._config_mtime: Optional[float] = None
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
@@ -161,11 +172,14 @@ class ModelStore:
                 previous = self._models.get(model_config.name)
                 try:
                     models[model_config.name] = self._load_model(model_config, previous)
+                    self._refused.pop(model_config.name, None)
                 except ServingError as e:
                     # Like TF Serving, refuse the new config for this model and keep
                     # serving what was there.
+                    if e.message != self._refused.get(model_config.name):
+                        log.error("models.config not applied to %s: %s", model_config.name, e.message)
+                    self._refused[model_config.name] = e.message
                     self.last_error = e.message
-                    log.error("models.config not applied to %s: %s", model_config.name, e.message)
                     if previous is not None:
                         models[model_config.name] = previous
             self._models = models
@@ -193,8 +207,14 @@ class ModelStore:
         from serving.versions import ready_versions
 
         present = ready_versions(model_config.base_path)
-        wanted = _policy_versions(model_config, present)
+        wanted = tfs_rules.policy_versions(model_config, present)
         labels = dict(model_config.version_labels)
+        try:
+            # R4/R5: TF Serving applies labels before it loads the config's versions.
+            tfs_rules.check_labels(model_config.name, labels, previous.versions if previous else (),
+                                   previous.labels if previous else {}, self.allow_unavailable_labels)
+        except tfs_rules.RuleError as e:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
         missing = sorted({v for v in labels.values() if v not in wanted or v not in present})
         if missing:
             raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
@@ -216,6 +236,11 @@ class ModelStore:
             if loaded is not None:
                 versions[version] = loaded
                 errors.pop(version, None)
+        if wanted and not versions and previous is not None and previous.versions:
+            # R8: no version the policy asks for is available, so the newest one that
+            # served before keeps serving (TF Serving's availability-preserving policy).
+            kept = max(previous.versions)
+            versions[kept] = previous.versions[kept]
         unavailable = sorted(v for v in labels.values() if v not in versions)
         if unavailable:
             raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
@@ -225,15 +250,3 @@ class ModelStore:
     def _retry_due(self, name: str, version: int) -> bool:
         """Whether to try loading a version that failed again (a copy may have been completed)."""
         return time.monotonic() - self._failed_at.get((name, version), 0.0) > RETRY_SECONDS
-
-
-def _policy_versions(model_config, present: List[int]) -> List[int]:
-    """The versions a ModelConfig's version policy selects among `present`."""
-    policy = model_config.model_version_policy
-    kind = policy.WhichOneof("policy_choice")
-    if kind == "all":
-        return list(present)
-    if kind == "specific":
-        return sorted(set(policy.specific.versions) & set(present))
-    num_versions = policy.latest.num_versions if kind == "latest" else 1
-    return present[-max(num_versions, 1):] if present else []

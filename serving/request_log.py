@@ -6,11 +6,22 @@ training CSV or TFDV statistics), its outputs, the model version that answered,
 the API and the latency; failed requests are logged without rows. A sample
 rate below 1 logs that fraction of requests.
 
+Every line is strict JSON (RFC 8259): a missing or non-finite number (NaN,
+Infinity) is written as null, never as the bare `NaN` that strict parsers
+refuse. The file rotates by size with the standard library's
+RotatingFileHandler: requests.jsonl grows to `max_bytes`, then becomes
+requests.jsonl.1 (older ones .2, .3, ... up to `backups`). The line schema is
+in the README ("The request log"); `SCHEMA_VERSION` is written in each line and
+changes only when a field changes meaning. The drift and skew checks read it.
+
 `read_rows` reads the raw rows back (`tfxt monitor skew`, `pipeline.ops.monitoring`).
 """
 
 import glob
 import json
+import logging
+import logging.handlers
+import math
 import os
 import random
 import re
@@ -22,15 +33,20 @@ import numpy as np
 
 from serving import payloads
 
+SCHEMA_VERSION = 1
+
 
 class RequestLog:
-    """Appends JSON lines to `path`; thread-safe. A None path or a zero rate logs nothing."""
+    """Appends JSON lines to `path`, rotating by size; thread-safe. No path or a zero rate logs nothing."""
 
-    def __init__(self, path: Optional[str], sample_rate: float = 1.0):
+    def __init__(self, path: Optional[str], sample_rate: float = 1.0, max_bytes: int = 64 * 1024 * 1024,
+                 backups: int = 5):
         self.path = path
         self.sample_rate = sample_rate
+        self.max_bytes = max_bytes
+        self.backups = backups
         self._lock = threading.Lock()
-        self._file = None
+        self._handler: Optional[logging.handlers.RotatingFileHandler] = None
 
     def write(self, api: str, method: str, model: Optional[str], version: Optional[int],
               signature: Optional[str], status: str, started: float,
@@ -39,6 +55,7 @@ class RequestLog:
         if not self.path or self.sample_rate <= 0 or random.random() >= self.sample_rate:
             return
         entry: Dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
             "time": _utc_now(),
             "api": api, "method": method, "model": model, "version": version,
             "signature": signature, "status": status,
@@ -49,18 +66,33 @@ class RequestLog:
         if outputs is not None:
             entry["outputs"] = payloads.json_rows(dict(outputs)) if _same_length(outputs) else {
                 k: payloads.to_json(v, k) for k, v in outputs.items()}
-        line = json.dumps(entry) + "\n"
+        line = json.dumps(strict_json(entry), allow_nan=False)
         with self._lock:
-            if self._file is None:
+            if self._handler is None:
                 os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-                self._file = open(self.path, "a", buffering=1)
-            self._file.write(line)
+                # The standard library's size-based rotation; the message is the JSON line as is.
+                self._handler = logging.handlers.RotatingFileHandler(
+                    self.path, maxBytes=self.max_bytes, backupCount=self.backups, encoding="utf-8")
+                self._handler.setFormatter(logging.Formatter("%(message)s"))
+            self._handler.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
+            self._handler.flush()
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            if self._handler is not None:
+                self._handler.close()
+                self._handler = None
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None (JSON null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def input_rows(inputs: Mapping[str, np.ndarray]) -> List[Dict[str, Any]]:

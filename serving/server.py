@@ -80,10 +80,12 @@ class LocalServer:
         paths = serving_paths(config)
         write_serving_files(config)  # keeps existing labels; creates the files on first use
         settings = config.serving
-        store = ModelStore(models_config=paths.models_config, poll_seconds=settings.poll_seconds)
+        store = ModelStore(models_config=paths.models_config, poll_seconds=settings.poll_seconds,
+                           allow_unavailable_labels=settings.allow_version_labels_for_unavailable_models)
         options = dict(host=settings.host, rest_port=settings.rest_port, grpc_port=settings.grpc_port,
                        max_request_bytes=settings.max_request_bytes,
-                       request_log=RequestLog(paths.request_log, settings.request_log_sample_rate))
+                       request_log=RequestLog(paths.request_log, settings.request_log_sample_rate,
+                                              settings.request_log_max_bytes, settings.request_log_backups))
         options.update(overrides)
         return cls(store, **options)
 

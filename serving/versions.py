@@ -1,7 +1,11 @@
-"""Canary, promote and rollback: which pushed versions carry the `stable` and `canary` labels.
+"""Canary, promote and rollback: which pushed versions carry the `stable`, `canary` and `previous` labels.
 
 The labels live in models.config (see `serving.server_files`); every change rewrites
 it atomically, and TF Serving or the local server picks it up while running.
+Every change is a move TF Serving accepts (`serving.tfs_rules`): a label only
+moves to a version that is already loaded, so `promote` keeps the old stable
+version loaded as `previous`, and `rollback` moves `stable` back to it in one
+step. Each new config is checked against the one on disk before it is written.
 A version is *ready* when its directory holds saved_model.pb (Pusher copies that
 file last) and *blessed* when its `assets.extra/blessing.json` says the
 Evaluator blessed it (`serving.warmup`). Labels only ever point at versions
@@ -15,13 +19,17 @@ import os
 from typing import Dict, List, Optional
 
 from pipeline.config import PipelineConfig
-from serving import server_files
-from serving.server_files import CANARY, STABLE, ServingPaths
+from serving import server_files, tfs_rules
+from serving.server_files import CANARY, PREVIOUS, STABLE, ServingPaths
 from serving.warmup import read_blessing
 
 
 class VersionError(ValueError):
     """A label change that cannot be made; the message says why and what to do."""
+
+
+class RollbackPending(VersionError):
+    """Rollback's target was not loaded: models.config now loads it as `previous`; roll back again."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,34 +86,64 @@ def stable_version(paths: ServingPaths) -> Optional[int]:
 
 
 def set_canary(paths: ServingPaths, version: int) -> Dict[str, int]:
-    """Labels `version` canary next to the current stable; returns the new labels."""
+    """Labels `version` canary next to the current stable (and previous); returns the new labels."""
     _check_servable(paths, version, "canary")
     stable = stable_version(paths)
     if stable is None or stable == version:
         raise VersionError(f"Version {version} is already stable (or nothing is); a canary must be "
                            "a different version. Push a new model first.")
-    return _write(paths, {STABLE: stable, CANARY: version})
+    labels = {STABLE: stable, CANARY: version}
+    previous = current_labels(paths).get(PREVIOUS)
+    if previous is not None and previous not in (stable, version):
+        labels[PREVIOUS] = previous
+    return _write(paths, labels)
 
 
 def promote(paths: ServingPaths) -> Dict[str, int]:
-    """Moves `stable` to the canary version and drops the canary label."""
-    canary = current_labels(paths).get(CANARY)
+    """Moves `stable` to the canary version; the old stable stays loaded as `previous`."""
+    labels = current_labels(paths)
+    canary = labels.get(CANARY)
     if canary is None:
         raise VersionError("No version is labelled canary; run `tfxt serving canary VERSION` first.")
     _check_servable(paths, canary, "stable")
-    return _write(paths, {STABLE: canary})
+    new_labels = {STABLE: canary}
+    if labels.get(STABLE) is not None and labels[STABLE] != canary:
+        new_labels[PREVIOUS] = labels[STABLE]
+    return _write(paths, new_labels)
 
 
 def rollback(paths: ServingPaths) -> Dict[str, int]:
-    """Points `stable` at the newest blessed, present version older than it; drops `canary`."""
+    """Points `stable` back at the `previous` version, which is loaded; drops `canary`.
+
+    Without a usable `previous` label (a second rollback, or none was ever
+    promoted), the target is the newest blessed, present version older than
+    stable. It is not loaded, and TF Serving refuses to move a label to a
+    version that is not loaded, so this writes a models.config that loads it as
+    `previous` and raises RollbackPending: once the server reports the version
+    AVAILABLE, call rollback again to move `stable`.
+
+    Raises:
+      VersionError: nothing to roll back to.
+      RollbackPending: the target is loading; roll back again once it is available.
+    """
+    labels = current_labels(paths)
     stable = stable_version(paths)
     if stable is None:
         raise VersionError(f"No versions in {paths.serving_model_dir}; there is nothing to roll back.")
+    previous = labels.get(PREVIOUS)
+    if (previous is not None and previous != stable and previous in ready_versions(paths.serving_model_dir)
+            and is_blessed(paths.serving_model_dir, previous)):
+        return _write(paths, {STABLE: previous})
     earlier = [v for v in blessed_versions(paths.serving_model_dir) if v < stable]
     if not earlier:
         raise VersionError(f"No blessed version older than stable {stable} is present in "
                            f"{paths.serving_model_dir}; stable stays at {stable}.")
-    return _write(paths, {STABLE: earlier[-1]})
+    _write(paths, {STABLE: stable, PREVIOUS: earlier[-1]})
+    raise RollbackPending(
+        f"Version {earlier[-1]} was not loaded, and TF Serving moves a label only to a loaded version: "
+        f"{paths.models_config} now loads it as `previous` next to stable {stable}. Once the server "
+        f"reports version {earlier[-1]} AVAILABLE (GET /v1/models/{paths.model_name}/versions/"
+        f"{earlier[-1]}), run `tfxt serving rollback` again.")
 
 
 def _check_servable(paths: ServingPaths, version: int, label: str) -> None:
@@ -119,14 +157,29 @@ def _check_servable(paths: ServingPaths, version: int, label: str) -> None:
 
 
 def _write(paths: ServingPaths, labels: Dict[str, int]) -> Dict[str, int]:
+    """Writes `labels` into models.config, if TF Serving would accept the change from the file on disk."""
     model_base_path = paths.model_base_path
+    current = None
     if os.path.exists(paths.models_config):
-        for model in server_files.read_models_config(paths.models_config).model_config_list.config:
+        current = server_files.read_models_config(paths.models_config)
+        for model in current.model_config_list.config:
             if model.name == paths.model_name:
                 model_base_path = model.base_path
-    server_files.write_models_config(paths.models_config, server_files.model_server_config(
-        paths.model_name, model_base_path, labels))
+    new_config = server_files.model_server_config(paths.model_name, model_base_path, labels)
+    check_transition(paths, current, new_config)
+    server_files.write_models_config(paths.models_config, new_config)
     return labels
+
+
+def check_transition(paths: ServingPaths, current, new_config) -> None:
+    """Raises VersionError if TF Serving, serving `current`, would refuse `new_config` (tfs_rules)."""
+    present = {paths.model_name: ready_versions(paths.serving_model_dir)}
+    # What the server holds once `current` has been applied: its versions loaded, its labels set.
+    state = tfs_rules.state_serving(current, present) if current is not None else tfs_rules.ServerState()
+    try:
+        tfs_rules.apply(new_config, state, present, allow_unavailable=True)
+    except tfs_rules.RuleError as e:
+        raise VersionError(f"TF Serving would refuse this models.config change: {e}") from None
 
 
 def write_serving_files(config: PipelineConfig, labels: Optional[Dict[str, int]] = None,

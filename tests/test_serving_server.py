@@ -1,0 +1,200 @@
+"""The local server's TF Serving behaviour on a tiny SavedModel built here (no pipeline run).
+
+Version policy and label rules of `serving.model_store` (a broken version never
+replaces a healthy one; a label never moves to a version that is not loaded),
+and the strict inputs and status codes of the REST and gRPC front ends: each
+bad request gets TF Serving's status, and the server keeps answering after it.
+"""
+
+import base64
+import json
+import os
+import shutil
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from serving.server_files import STABLE, model_server_config, write_models_config
+
+MODEL = "tiny"
+WAIT_SECONDS = 120
+
+
+def _build_tiny_model(path: str) -> None:
+    """A SavedModel with TF Serving's three shapes of signature, small enough to load in a second.
+
+    - serving_default: serialized tf.Examples with float feature `a` (and int64 `n`) ->
+      classes, scores (what :classify takes);
+    - predict_x: float32 `x` -> `y` = 2x (a tensor input for :predict).
+    """
+    import tensorflow as tf
+
+    class Tiny(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def classify(self, examples):
+            parsed = tf.io.parse_example(examples, {
+                "a": tf.io.FixedLenFeature([1], tf.float32, default_value=[0.0]),
+                "n": tf.io.FixedLenFeature([1], tf.int64, default_value=[0])})
+            logits = tf.concat([parsed["a"], -parsed["a"] + tf.cast(parsed["n"], tf.float32)], axis=1)
+            scores = tf.nn.softmax(logits)
+            classes = tf.tile(tf.constant([["pos", "neg"]]), [tf.shape(scores)[0], 1])
+            return {"classes": classes, "scores": scores}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def predict_x(self, x):
+            return {"y": 2.0 * x}
+
+    module = Tiny()
+    tf.saved_model.save(module, path, signatures={
+        "serving_default": module.classify.get_concrete_function(),
+        "predict_x": module.predict_x.get_concrete_function()})
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("tiny") / "model")
+    _build_tiny_model(path)
+    return path
+
+
+def _push(base: str, version: int, source: str) -> None:
+    """Copies a version in under a temporary name, then renames it, as a pusher looks to a poller."""
+    staging = os.path.join(base, f".staging-{version}")
+    shutil.copytree(source, staging)
+    os.rename(staging, os.path.join(base, str(version)))
+
+
+def _push_broken(base: str, version: int) -> None:
+    os.makedirs(os.path.join(base, str(version)))
+    with open(os.path.join(base, str(version), "saved_model.pb"), "wb") as f:
+        f.write(b"not a SavedModel")
+
+
+def _wait_for(condition, what):
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# ---------------------------------------------------------------- version policy and labels
+
+
+def test_a_version_that_fails_to_load_does_not_take_the_model_down(tiny_model, tmp_path):
+    """Issue 14, case 1: "latest 1" with a broken new version keeps serving the old one (R8)."""
+    from serving.model_store import ModelStore
+
+    base = str(tmp_path / MODEL)
+    _push(base, 1, tiny_model)
+    store = ModelStore(model_name=MODEL, base_path=base, poll_seconds=0.05, warmup=False)
+    store.start()
+    try:
+        assert store.resolve(MODEL).version == 1
+        _push_broken(base, 2)
+        _wait_for(lambda: any(v == 2 for v, _, _ in store.status(MODEL)), "the broken version's status")
+        assert store.resolve(MODEL).version == 1  # every request still finds a version
+        states = {v: (state, message) for v, state, message in store.status(MODEL)}
+        assert states[1] == ("AVAILABLE", "")
+        assert states[2][0] == "END" and "Failed to load version 2" in states[2][1]
+        _push(base, 3, tiny_model)  # a good newer version replaces it as usual
+        _wait_for(lambda: store.resolve(MODEL).version == 3, "version 3")
+        assert [v for v, state, _ in store.status(MODEL) if state == "AVAILABLE"] == [3]
+    finally:
+        store.stop()
+
+
+def test_a_label_never_moves_to_a_version_that_is_not_loaded(tiny_model, tmp_path):
+    """Issue 14, case 2: the old rollback (stable moved in one step to an unloaded version) is refused."""
+    from serving.model_store import ModelStore
+
+    base = str(tmp_path / MODEL)
+    models_config = str(tmp_path / "models.config")
+    for version in (1, 2):
+        _push(base, version, tiny_model)
+    write_models_config(models_config, model_server_config(MODEL, base, {STABLE: 2}))
+    store = ModelStore(models_config=models_config, poll_seconds=0.05, warmup=False)
+    store.start()
+    try:
+        assert store.labels(MODEL) == {STABLE: 2}
+        loaded_2 = store.resolve(MODEL, label=STABLE)
+        # Stable moves to 1, which this config does not load yet: TF Serving refuses it.
+        write_models_config(models_config, model_server_config(MODEL, base, {STABLE: 1}))
+        _wait_for(lambda: store.last_error, "the refusal")
+        assert "not currently available for inference" in store.last_error
+        assert store.labels(MODEL) == {STABLE: 2}
+        assert store.resolve(MODEL, label=STABLE) is loaded_2
+        # The move TF Serving accepts: load 1 first (labelled previous), then move stable.
+        write_models_config(models_config, model_server_config(MODEL, base, {STABLE: 2, "previous": 1}))
+        _wait_for(lambda: store.labels(MODEL).get("previous") == 1, "version 1 to load")
+        write_models_config(models_config, model_server_config(MODEL, base, {STABLE: 1}))
+        _wait_for(lambda: store.labels(MODEL) == {STABLE: 1}, "stable to move")
+        assert store.last_error is None
+    finally:
+        store.stop()
+
+
+def test_start_up_labels_need_the_unavailable_labels_flag(tiny_model, tmp_path):
+    """R5 at start-up: nothing is loaded yet, so without the flag every label is refused."""
+    from serving.model_store import ModelStore
+
+    base = str(tmp_path / MODEL)
+    _push(base, 1, tiny_model)
+    models_config = str(tmp_path / "models.config")
+    write_models_config(models_config, model_server_config(MODEL, base, {STABLE: 1}))
+    store = ModelStore(models_config=models_config, warmup=False, allow_unavailable_labels=False)
+    store.refresh()
+    assert store.model_names() == []
+    assert "--allow_version_labels_for_unavailable_models" in store.last_error
+    store.allow_unavailable_labels = True
+    store.refresh()
+    assert store.resolve(MODEL, label=STABLE).version == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_model, tmp_path_factory):
+    """A LocalServer over the tiny model (version 1), with its request log."""
+    from serving.client import GrpcClient, RestClient
+    from serving.model_store import ModelStore
+    from serving.request_log import RequestLog
+    from serving.server import LocalServer
+
+    root = tmp_path_factory.mktemp("tiny_server")
+    base = str(root / MODEL)
+    _push(base, 1, tiny_model)
+    server = LocalServer(ModelStore(model_name=MODEL, base_path=base, warmup=False), rest_port=0,
+                         grpc_port=0, max_request_bytes=64 * 1024,
+                         request_log=RequestLog(str(root / "requests.jsonl"))).start()
+    rest = RestClient(MODEL, port=server.rest_port)
+    rpc = GrpcClient(MODEL, port=server.grpc_port)
+    try:
+        yield server, rest, rpc
+    finally:
+        rpc.close()
+        rest.close()
+        server.stop()
+
+
+def _still_serving(rest, rpc):
+    status, text = rest.raw("POST", rest.model_path() + ":predict",
+                            json.dumps({"signature_name": "predict_x", "instances": [1.5]}).encode())
+    assert (status, json.loads(text)) == (200, {"predictions": [3.0]})
+    response = rpc.predict_tensors({"x": np.array([1.5], np.float32)}, signature_name="predict_x")
+    assert list(response.outputs["y"].float_val) == [3.0] or response.outputs["y"].tensor_content
+
+
+def test_tiny_server_answers(tiny_server):
+    server, rest, rpc = tiny_server
+    _still_serving(rest, rpc)
+    results = rest.call("POST", rest.model_path() + ":classify", {"examples": [{"a": 1.0, "n": 2}]})
+    assert [label for label, _ in results["results"][0]] == ["pos", "neg"]
+    assert base64  # used by the strict-input cases below

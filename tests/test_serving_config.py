@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from pipeline.config import ConfigError, load_config
 from runners.cli.main import main
 from serving import server_files, versions
-from serving.server_files import CANARY, STABLE, ServingPaths
-from tests.conftest import DATA_ROOT, SCHEMA_PATH
+from serving.server_files import CANARY, PREVIOUS, STABLE, ServingPaths
+from tests.conftest import DATA_ROOT, REPO_ROOT, SCHEMA_PATH
 
 
 def _push(base, version, blessed=True, complete=True):
@@ -100,12 +100,117 @@ def test_canary_promote_rollback(paths):
     assert versions.current_labels(paths) == {STABLE: 2, CANARY: 3}
     assert [(v.version, v.labels) for v in versions.list_versions(paths)] == [
         (3, (CANARY,)), (2, (STABLE,)), (1, ())]
-    assert versions.promote(paths) == {STABLE: 3}
+    # The old stable stays loaded as `previous`, so rollback is a label move.
+    assert versions.promote(paths) == {STABLE: 3, PREVIOUS: 2}
     assert versions.rollback(paths) == {STABLE: 2}
+    # Version 1 is not loaded: the first call loads it as `previous`, the second moves stable.
+    with pytest.raises(versions.RollbackPending, match="Version 1 was not loaded"):
+        versions.rollback(paths)
+    assert versions.current_labels(paths) == {STABLE: 2, PREVIOUS: 1}
     assert versions.rollback(paths) == {STABLE: 1}
     with pytest.raises(versions.VersionError, match="No blessed version older than stable 1"):
         versions.rollback(paths)
     assert versions.current_labels(paths) == {STABLE: 1}
+
+
+def _models_config_sequence(paths):
+    """(step, models.config as written) for start-up, canary, promote and rollback."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    def written(step):
+        with open(paths.models_config) as f:
+            # Parsed by TF Serving's own proto: a field it does not know fails here.
+            return step, text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+
+    sequence = []
+    versions._write(paths, {STABLE: 1})
+    sequence.append(written("start-up"))
+    versions.set_canary(paths, 2)
+    sequence.append(written("canary"))
+    versions.promote(paths)
+    sequence.append(written("promote"))
+    versions.rollback(paths)
+    sequence.append(written("rollback"))
+    return sequence
+
+
+def test_generated_label_flow_passes_tf_servings_rules(paths):
+    """Issue 14, case 2: the generated models.config sequence, replayed through TF Serving's rules."""
+    from serving import tfs_rules
+
+    for version in (1, 2):
+        _push(paths.serving_model_dir, version)
+    sequence = _models_config_sequence(paths)
+    states = dict(tfs_rules.replay(sequence, {"penguin": [1, 2]}, allow_unavailable=True))
+    assert states["canary"].available["penguin"] == {1, 2}
+    assert states["promote"].labels["penguin"] == {STABLE: 2, PREVIOUS: 1}
+    assert states["promote"].available["penguin"] == {1, 2}  # the old stable is still loaded
+    assert states["rollback"].labels["penguin"] == {STABLE: 1}
+    # Without TF Serving's flag, the labels of the very first config are refused.
+    with pytest.raises(tfs_rules.RuleError, match="step 'start-up'.*not currently available"):
+        tfs_rules.replay(sequence, {"penguin": [1, 2]}, allow_unavailable=False)
+
+
+def test_the_rules_refuse_the_old_one_step_rollback():
+    """The flow before issue 14 (promote unloads the old stable, rollback relabels it) breaks R5."""
+    from serving import tfs_rules
+
+    def config(labels):
+        return server_files.model_server_config("penguin", "/models/penguin", labels)
+
+    old_flow = [("start-up", config({STABLE: 1})), ("canary", config({STABLE: 1, CANARY: 2})),
+                ("promote", config({STABLE: 2})), ("rollback", config({STABLE: 1}))]
+    with pytest.raises(tfs_rules.RuleError, match="step 'rollback'.*version 1 of model penguin"):
+        tfs_rules.replay(old_flow, {"penguin": [1, 2]})
+    for bad, message in [
+        (server_files.model_server_config("penguin", "models/penguin", {STABLE: 1}), "absolute path"),
+        (server_files.model_server_config("penguin", "/m", {STABLE: 3}), "not present"),
+    ]:
+        with pytest.raises(tfs_rules.RuleError, match=message):
+            tfs_rules.replay([("start-up", bad)], {"penguin": [1, 2]})
+
+
+def test_docker_and_kubernetes_pass_the_label_flag():
+    import yaml
+
+    with open(os.path.join(REPO_ROOT, "serving", "k8s", "tf-serving.yaml")) as f:
+        documents = list(yaml.safe_load_all(f))
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--allow_version_labels_for_unavailable_models=true" in args
+    with open(os.path.join(REPO_ROOT, "README.md")) as f:
+        readme = f.read()
+    docker = readme[readme.index("docker run"):]
+    docker = docker[:docker.index("```")]
+    assert "--allow_version_labels_for_unavailable_models=true" in docker
+
+
+def test_request_log_rotates_by_size_and_writes_strict_json(tmp_path):
+    """Issue 14, case 7: no unbounded growth, no bare NaN."""
+    import numpy as np
+
+    from serving.request_log import RequestLog
+
+    path = tmp_path / "logs" / "requests.jsonl"
+    log = RequestLog(str(path), max_bytes=4096, backups=2)
+    inputs = {"bill_length_mm": np.array([float("nan"), 45.1], np.float32),
+              "island": np.array([b"Biscoe", b""], dtype=object)}
+    outputs = {"scores": np.array([[0.5, float("inf")], [0.25, 0.75]], np.float32)}
+    for _ in range(60):
+        log.write("rest", "predict", "penguin", 7, "serving_raw", "OK", 0.0, inputs, outputs)
+    log.close()
+    files = sorted(p.name for p in path.parent.iterdir())
+    assert files == ["requests.jsonl", "requests.jsonl.1", "requests.jsonl.2"]
+    for name in files:
+        size = (path.parent / name).stat().st_size
+        assert size <= 4096
+        for line in (path.parent / name).read_text().splitlines():
+            entry = json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+            assert entry["schema_version"] == 1 and entry["version"] == 7
+            assert entry["rows"][0]["bill_length_mm"] is None
+            assert entry["rows"][1]["island"] == ""
+            assert entry["outputs"][0]["scores"] == [0.5, None]
 
 
 def test_rollback_skips_missing_and_unblessed_versions(paths):
@@ -115,6 +220,8 @@ def test_rollback_skips_missing_and_unblessed_versions(paths):
     _push(paths.serving_model_dir, 4, complete=False)  # saved_model.pb not (yet) there
     _push(paths.serving_model_dir, 5)
     versions._write(paths, {STABLE: 5})
+    with pytest.raises(versions.RollbackPending, match="Version 1 was not loaded"):
+        versions.rollback(paths)
     assert versions.rollback(paths) == {STABLE: 1}
     for version, reason in ((2, "not blessed"), (3, "not blessed"), (4, "is not in"), (9, "is not in")):
         with pytest.raises(versions.VersionError, match=reason):
@@ -152,12 +259,14 @@ def test_cli_versions_canary_promote_rollback(tmp_path):
     assert "models.config" in result.output
     result = tfxt("canary", "2")
     assert result.exit_code == 1 and "already stable" in result.output  # newest blessed is stable
+    result = tfxt("rollback")  # version 1 is not loaded: it loads first, stable moves on the second call
+    assert result.exit_code == 1 and "run `tfxt serving rollback` again" in result.output
     assert tfxt("rollback").exit_code == 0
     result = tfxt("canary", "2")
     assert result.exit_code == 0 and "canary=2, stable=1" in result.output
     listing = tfxt("versions").output
     assert "2            yes      canary" in listing and "1            yes      stable" in listing
-    assert "stable=2" in tfxt("promote").output
+    assert "previous=1, stable=2" in tfxt("promote").output
     result = tfxt("canary", "7")
     assert result.exit_code == 1 and "Version 7 is not in" in result.output
 

@@ -21,6 +21,14 @@ NUMERIC_FEATURE_KEYS: Tuple[str, ...] = (
     "body_mass_g",
 )
 
+# The numeric columns the schema types INT (int64 in a tf.Example); the others are FLOAT.
+# TF Serving types a JSON number by its form (192 -> int64, 192.0 -> float), and the
+# model's tf.Example parser refuses the other one, so clients convert by this.
+INT_FEATURE_KEYS: Tuple[str, ...] = (
+    "flipper_length_mm",
+    "body_mass_g",
+)
+
 # Categorical string columns: missing values become MISSING_CATEGORY, then a
 # vocabulary maps them to ids (unseen values go to one out-of-vocabulary bucket).
 CATEGORICAL_FEATURE_KEYS: Tuple[str, ...] = (

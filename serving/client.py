@@ -73,8 +73,13 @@ class RestClient:
     def classify(self, examples: Sequence[Any], version: Optional[int] = None,
                  label: Optional[str] = None, signature_name: str = "serving_default"
                  ) -> List[Classification]:
-        """(label, score) pairs per example; examples are tf.train.Examples or raw rows."""
-        rows = [e if isinstance(e, Mapping) else payloads.row_from_example(e) for e in examples]
+        """(label, score) pairs per example; examples are tf.train.Examples or raw rows.
+
+        Values are converted to their schema types first (`payloads.typed_row`):
+        TF Serving types a JSON number by its form, so 192.0 for an INT feature fails.
+        """
+        rows = [payloads.typed_row(e if isinstance(e, Mapping) else payloads.row_from_example(e), i)
+                for i, e in enumerate(examples)]
         body = {"signature_name": signature_name, "examples": rows}
         results = self.call("POST", self.model_path(version, label) + ":classify", body)["results"]
         return [[(str(c), float(s)) for c, s in result] for result in results]
@@ -157,39 +162,41 @@ class GrpcClient:
     def predict(self, rows: Sequence[Mapping[str, Any]], version: Optional[int] = None,
                 label: Optional[str] = None, signature_name: str = "serving_raw") -> Prediction:
         """Predictions for raw feature rows through `serving_raw`."""
-        import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
+
+        from serving import tensors
 
         request = predict_pb2.PredictRequest(model_spec=self.model_spec(version, label, signature_name))
         for key, column in payloads.raw_columns(rows).items():
-            dtype = tf.string if column.dtype == object else tf.float32
-            request.inputs[key].CopyFrom(tf.make_tensor_proto(column.tolist(), dtype=dtype))
+            request.inputs[key].CopyFrom(tensors.to_tensor_proto(column))
         response = self._call(self.prediction.Predict, request)
-        outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+        outputs = {k: tensors.to_ndarray(v) for k, v in response.outputs.items()}
         return Prediction(payloads.json_rows(outputs), response.model_spec.version.value)
 
     def predict_tensors(self, inputs: Mapping[str, Any], version: Optional[int] = None,
                         label: Optional[str] = None, signature_name: str = "serving_default"):
-        """The raw PredictResponse for already built TensorProtos (or values)."""
-        import tensorflow as tf
+        """The raw PredictResponse for already built TensorProtos (or arrays, sent with their own dtype)."""
         from tensorflow_serving.apis import predict_pb2
+
+        from serving import tensors
 
         request = predict_pb2.PredictRequest(model_spec=self.model_spec(version, label, signature_name))
         for key, value in inputs.items():
             request.inputs[key].CopyFrom(value if hasattr(value, "dtype") and hasattr(value, "tensor_shape")
-                                         else tf.make_tensor_proto(value))
+                                         else tensors.to_tensor_proto(value))
         return self._call(self.prediction.Predict, request)
 
     def classify(self, examples: Sequence[Any], version: Optional[int] = None,
                  label: Optional[str] = None, signature_name: str = "serving_default"
                  ) -> List[Classification]:
-        """(label, score) pairs per tf.train.Example (raw rows are converted)."""
+        """(label, score) pairs per tf.train.Example or raw row, each converted to the schema's types."""
         from tensorflow_serving.apis import classification_pb2
 
         request = classification_pb2.ClassificationRequest(
             model_spec=self.model_spec(version, label, signature_name))
         request.input.example_list.examples.extend(
-            payloads.example_from_row(e) if isinstance(e, Mapping) else e for e in examples)
+            payloads.example_from_row(e if isinstance(e, Mapping) else payloads.row_from_example(e), i)
+            for i, e in enumerate(examples))
         response = self._call(self.prediction.Classify, request)
         return [[(c.label, c.score) for c in result.classes]
                 for result in response.result.classifications]

@@ -23,7 +23,31 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from serving import tensors
 from serving.errors import ServingError
+
+
+def predict_inputs(protos, signature_def):
+    """Input arrays of a PredictRequest, each of exactly the dtype its signature declares.
+
+    TF Serving converts nothing: a float64 or int32 tensor for a float32 input is
+    INVALID_ARGUMENT ("Expects arg[i] to be float but double is provided"), and so
+    is a TensorProto whose content does not fit its shape.
+    """
+    order = sorted(signature_def.inputs)
+    inputs = {}
+    for key, proto in protos.items():
+        expected = signature_def.inputs.get(key)
+        if expected is not None and proto.dtype != expected.dtype:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
+                f"Expects arg[{order.index(key)}] to be {tensors.dtype_name(expected.dtype)} but "
+                f"{tensors.dtype_name(proto.dtype)} is provided"))
+        try:
+            inputs[key] = tensors.to_ndarray(proto)
+        except tensors.MalformedTensor as e:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f"Input {key} is not a valid TensorProto: {e}") from None
+    return inputs
 
 
 def resolve(app, model_spec):
@@ -65,19 +89,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             context.abort(e.code, e.message)
 
     def Predict(self, request, context):  # noqa: N802 - the proto's method names
-        import tensorflow as tf
-
         def handle(started):
             loaded = resolve(self.app, request.model_spec)
             signature_name = request.model_spec.signature_name or "serving_default"
-            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            signature_def, _ = loaded.signature(signature_name)
+            inputs = predict_inputs(request.inputs, signature_def)
             outputs = loaded.predict(signature_name, inputs, list(request.output_filter))
             response = predict_pb2.PredictResponse()
             response.model_spec.name = loaded.name
             response.model_spec.version.value = loaded.version
             response.model_spec.signature_name = signature_name
             for key, value in outputs.items():
-                response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+                response.outputs[key].CopyFrom(tensors.to_tensor_proto(value))
             self.app.metrics.count(loaded.name, "predict", "OK", time.perf_counter() - started)
             self.app.request_log.write("grpc", "predict", loaded.name, loaded.version, signature_name,
                                        "OK", started, inputs, outputs)

@@ -126,11 +126,9 @@ class ModelStore:
         model = self._models.get(name)
         if model is None:
             raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
-        if label is not None:
-            if label not in model.labels:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f"Unrecognized servable version label: {label}")
-            version = model.labels[label]
+        # TF Serving's GetModelStatus ignores version_label and reports every version
+        # (get_model_status_impl.cc), so an unknown label is no error here either.
+        del label
         rows = [(v, "AVAILABLE", "") for v in model.versions]
         rows += [(v, "END", message) for v, message in model.errors.items() if v not in model.versions]
         if version is not None:

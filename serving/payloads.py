@@ -10,25 +10,72 @@ so that all of them encode a missing value the same way.
 """
 
 import base64
+import json
 import math
-from typing import Any, Dict, Iterable, List, Mapping, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence
 
 import numpy as np
 
 from models import features
 
 
-def example_from_row(row: Mapping[str, Any]):
-    """A `tf.train.Example` from a raw row, typed as TF Serving types JSON values.
+def typed_row(row: Mapping[str, Any], index: int = 0) -> Dict[str, Any]:
+    """`row` with each model feature's value converted to its schema type; missing values left out.
 
-    Integers become int64 features, other numbers float features and strings
-    bytes features (TF Serving's classify API uses the same rule). None, NaN
-    and "" mean missing, so the feature is left out.
+    INT features (`features.INT_FEATURE_KEYS`) become Python ints (192.0 -> 192;
+    192.5 is an error), other numeric features floats (45 -> 45.0), categorical
+    features strings. So a pandas row, whose columns with blanks are float64,
+    types the same as a hand-written one. None, NaN and "" mean missing.
+    Columns the model does not know keep their value (numpy scalars unwrapped).
+
+    Raises:
+      ValueError: a value that cannot have its feature's type; the message names it.
+    """
+    typed: Dict[str, Any] = {}
+    for key, value in row.items():
+        if _is_missing(value):
+            continue
+        if isinstance(value, np.generic):
+            value = value.item()
+        if key in features.NUMERIC_FEATURE_KEYS:
+            number = _number(key, value, index)
+            if key in features.INT_FEATURE_KEYS:
+                if not float(number).is_integer():
+                    raise ValueError(f"row {index}: {key} must be a whole number (the schema types it "
+                                     f"INT), got {value!r}")
+                number = int(number)
+            typed[key] = number if key in features.INT_FEATURE_KEYS else float(number)
+        elif key in features.CATEGORICAL_FEATURE_KEYS:
+            if not isinstance(value, str):
+                raise ValueError(f"row {index}: {key} must be a string, got {value!r}")
+            typed[key] = value
+        else:
+            typed[key] = value
+    return typed
+
+
+def _number(key: str, value: Any, index: int):
+    if isinstance(value, bool):
+        raise ValueError(f"row {index}: {key} must be a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"row {index}: {key} must be a number, got {value!r}") from None
+
+
+def example_from_row(row: Mapping[str, Any], index: int = 0):
+    """A `tf.train.Example` from a raw row, each feature typed by the schema (`typed_row`).
+
+    Columns the model does not know are typed as TF Serving types JSON values:
+    integers int64, other numbers float, strings bytes. None, NaN and "" mean
+    missing, so the feature is left out.
     """
     import tensorflow as tf
 
     example = tf.train.Example()
-    for key, value in row.items():
+    for key, value in typed_row(row, index).items():
         values = value if isinstance(value, (list, tuple)) else [value]
         values = [v for v in values if not _is_missing(v)]
         if not values:
@@ -42,6 +89,37 @@ def example_from_row(row: Mapping[str, Any]):
             feature.float_list.value.extend(float(v) for v in values)
         else:
             raise ValueError(f"feature {key!r}: {value!r} is not a number, a string or a list of one kind")
+    return example
+
+
+def example_from_json(values: Mapping[str, Any], decode_b64: Callable[[str], bytes]):
+    """A `tf.train.Example` from one JSON object of a :classify/:regress request, as TF Serving builds it.
+
+    The JSON form decides the type: a string (or {"b64": ...}) is bytes, an
+    integer int64, any other number float; a list holds values of one kind.
+    `null` is refused (leave the feature out instead), "" stays an empty string.
+
+    Raises:
+      ValueError: a value TF Serving refuses; the message names the feature.
+    """
+    import tensorflow as tf
+
+    example = tf.train.Example()
+    for key, value in values.items():
+        items = value if isinstance(value, list) else [value]
+        if any(v is None for v in items):
+            raise ValueError(f"feature {key!r} is null; leave the feature out for a missing value")
+        items = [decode_b64(v["b64"]) if isinstance(v, dict) and set(v) == {"b64"} else v for v in items]
+        feature = example.features.feature[key]
+        if all(isinstance(v, (str, bytes)) for v in items):
+            feature.bytes_list.value.extend(v.encode() if isinstance(v, str) else v for v in items)
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            feature.int64_list.value.extend(items)
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+            feature.float_list.value.extend(float(v) for v in items)
+        else:
+            raise ValueError(f"feature {key!r}: {json.dumps(value)} is not a string, a number or a list "
+                             "of one kind")
     return example
 
 
@@ -134,6 +212,6 @@ def rows_to_examples(rows: Iterable[Mapping[str, Any]]) -> List[Any]:
 def _is_missing(value: Any) -> bool:
     if value is None:
         return True
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, (float, np.floating)) and math.isnan(value):
         return True
     return isinstance(value, str) and value == ""

@@ -17,7 +17,9 @@ than `max_request_bytes` are refused (413) before they are read.
 """
 
 import base64
+import binascii
 import json
+import math
 import re
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +33,10 @@ from serving.errors import ServingError
 
 PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                   r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-                  r"(?:(?P<metadata>/metadata)|:(?P<verb>predict|classify|regress))?$")
+                  r"(?:(?P<metadata>/metadata)|:(?P<verb>[^/:]*))?$")
+VERBS = ("predict", "classify", "regress")
+# float32's largest finite value: a larger JSON number is refused, not turned into inf.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class RestServer(ThreadingHTTPServer):
@@ -62,6 +67,20 @@ class RestHandler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         self._handle("POST")
 
+    # TF Serving answers every other method on /v1/ with 400 "Malformed request"
+    # (http_rest_api_handler.cc), not the standard library's 501 HTML page.
+    def do_PUT(self):  # noqa: N802
+        self._handle("PUT")
+
+    def do_DELETE(self):  # noqa: N802
+        self._handle("DELETE")
+
+    def do_PATCH(self):  # noqa: N802
+        self._handle("PATCH")
+
+    def do_OPTIONS(self):  # noqa: N802
+        self._handle("OPTIONS")
+
     def _handle(self, method: str) -> None:
         app = self.server.app
         started = time.perf_counter()
@@ -70,9 +89,13 @@ class RestHandler(BaseHTTPRequestHandler):
             return self._send(200, app.metrics.render(), "text/plain; version=0.0.4")
         match = PATH.match(path)
         try:
-            body = self._read_body(app.max_request_bytes) if method == "POST" else b""
-            if not match or (method == "POST") != bool(match["verb"]):
-                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {path}")
+            body = self._read_body(app.max_request_bytes, required=method == "POST")
+            if not path.startswith("/v1/"):
+                # TF Serving registers its handler for /v1/ only; anything else has no handler.
+                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Not found: {method} {path}")
+            if not match or not ((method == "POST" and match["verb"] in VERBS)
+                                 or (method == "GET" and match["verb"] is None)):
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"Malformed request: {method} {path}")
             version = int(match["version"]) if match["version"] else None
             name, label = match["name"], match["label"]
             if match["verb"]:
@@ -82,20 +105,29 @@ class RestHandler(BaseHTTPRequestHandler):
                 status, response = 200, app.metadata_json(name, version, label)
             else:
                 status, response = 200, app.status_json(name, version, label)
+        except RecursionError:
+            # Deeply nested JSON: an answer, not a dropped connection.
+            error = ServingError(grpc.StatusCode.INVALID_ARGUMENT, "JSON Parse error: nested too deeply")
+            status, response = error.http_status, {"error": error.message}
         except ServingError as e:
             status, response = e.http_status, {"error": e.message}
             app.metrics.count(match["name"] if match else "", match and match["verb"] or method,
                               e.code.name)
-            if match and match["verb"]:
+            if match and match["verb"] in VERBS:
                 app.request_log.write("rest", match["verb"], match["name"], None, None, e.code.name,
                                       started)
         self._send(status, json.dumps(response))
 
-    def _read_body(self, limit: int) -> bytes:
+    def _read_body(self, limit: int, required: bool) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked(limit)
         length = self.headers.get("Content-Length")
+        if length is None and not required:
+            return b""
         if length is None or not length.isdigit():
             self.close_connection = True
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "Content-Length header is required")
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               "Content-Length or Transfer-Encoding: chunked is required")
         if int(length) > limit:
             # Refuse it without keeping it: discard a moderately large body in chunks so the
             # client can read the answer; close the connection on anything bigger.
@@ -109,6 +141,27 @@ class RestHandler(BaseHTTPRequestHandler):
                     remaining -= len(chunk)
             raise _TooLarge(f"Request body of {length} bytes exceeds the limit of {limit} bytes")
         return self.rfile.read(int(length))
+
+    def _read_chunked(self, limit: int) -> bytes:
+        """A `Transfer-Encoding: chunked` body (RFC 9112 section 7.1), refused past `limit` bytes."""
+        body = bytearray()
+        while True:
+            size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                self.close_connection = True
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f"Malformed chunked body: chunk size {size_line[:20]!r}") from None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields
+                return bytes(body)
+            if len(body) + size > limit:
+                self.close_connection = True
+                raise _TooLarge(f"Request body of more than {limit} bytes exceeds the limit of {limit} bytes")
+            body += self.rfile.read(size)
+            self.rfile.readline(1024)  # the CRLF after each chunk
 
     def _infer(self, app, verb: str, name: str, version: Optional[int], label: Optional[str],
                body: bytes, started: float) -> Dict[str, Any]:
@@ -164,6 +217,8 @@ def parse_json(body: bytes) -> Dict[str, Any]:
     """The request object; NaN and Infinity are accepted, as TF Serving's parser accepts them."""
     try:
         request = json.loads(body)
+    except RecursionError:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "JSON Parse error: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"JSON Parse error: {e}") from None
     if not isinstance(request, dict):
@@ -213,22 +268,31 @@ def _array(value: Any, tensor_info, where: str) -> np.ndarray:
     if tensor_info is None:
         return np.asarray([])
     is_string = tensor_info.dtype == types_pb2.DT_STRING
+    type_name = types_pb2.DataType.Name(tensor_info.dtype)[3:].lower()
+    is_integer = tensor_info.dtype in (types_pb2.DT_INT8, types_pb2.DT_INT16, types_pb2.DT_INT32,
+                                       types_pb2.DT_INT64, types_pb2.DT_UINT8, types_pb2.DT_UINT16,
+                                       types_pb2.DT_UINT32, types_pb2.DT_UINT64)
+
+    def refuse(item, why=""):
+        return ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
+            f"Failed to process {where}. JSON Value: {json.dumps(item)} "
+            f"is not of expected type: {type_name}{why}"))
 
     def convert(item):
         if isinstance(item, list):
             return [convert(v) for v in item]
         if is_string:
             if isinstance(item, dict) and set(item) == {"b64"} and isinstance(item["b64"], str):
-                return base64.b64decode(item["b64"])
+                return decode_b64(item["b64"], where)
             if isinstance(item, str):
                 return item.encode()
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
-                f"Failed to process {where}. JSON Value: {json.dumps(item)} "
-                "is not of expected type: string"))
+            raise refuse(item)
         if isinstance(item, bool) or not isinstance(item, (int, float)):
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, (
-                f"Failed to process {where}. JSON Value: {json.dumps(item)} "
-                f"is not of expected type: {types_pb2.DataType.Name(tensor_info.dtype)[3:].lower()}"))
+            raise refuse(item)
+        if is_integer and not isinstance(item, int):
+            raise refuse(item)  # 192.0 is not an integer, as in TF Serving
+        if tensor_info.dtype == types_pb2.DT_FLOAT and math.isfinite(item) and abs(item) > FLOAT32_MAX:
+            raise refuse(item, " (out of float32 range)")
         return item
 
     converted = convert(value)
@@ -271,21 +335,21 @@ def decode_examples(request: Dict[str, Any]) -> List[Any]:
         if not isinstance(example, dict):
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"Failed to process element: {index} of 'examples': not a JSON object")
-        values = {k: _b64(v) for k, v in {**context, **example}.items()}
         try:
-            result.append(payloads.example_from_row(values))
+            result.append(payloads.example_from_json({**context, **example}, decode_b64))
         except ValueError as e:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"Failed to process element: {index} of 'examples': {e}") from None
     return result
 
 
-def _b64(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"b64"}:
-        return base64.b64decode(value["b64"])
-    if isinstance(value, list):
-        return [_b64(v) for v in value]
-    return value
+def decode_b64(text: str, where: str = "a {\"b64\": ...} value") -> bytes:
+    """Strict base64 (RFC 4648): TF Serving refuses what is not, so this does too."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"Failed to process {where}: unable to base64 decode") from None
 
 
 def classification_results(classes: Optional[np.ndarray], scores: Optional[np.ndarray]) -> List[Any]:

@@ -30,8 +30,11 @@ def test_slice_keys_are_declared_raw_columns():
 
 def test_every_declared_column_is_in_the_schema_with_the_right_type():
     by_name = {f.name: f for f in _schema().feature}
+    assert set(features.INT_FEATURE_KEYS) <= set(features.NUMERIC_FEATURE_KEYS)
     for key in features.NUMERIC_FEATURE_KEYS:
-        assert by_name[key].type in (schema_util.schema_pb2.FLOAT, schema_util.schema_pb2.INT), key
+        int_feature = key in features.INT_FEATURE_KEYS
+        expected = schema_util.schema_pb2.INT if int_feature else schema_util.schema_pb2.FLOAT
+        assert by_name[key].type == expected, key
     for key in features.CATEGORICAL_FEATURE_KEYS + (features.LABEL_KEY,):
         assert by_name[key].type == schema_util.schema_pb2.BYTES, key
     assert set(by_name) == set(features.feature_keys() + (features.LABEL_KEY,) + features.PASSTHROUGH_KEYS)

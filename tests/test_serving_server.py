@@ -197,4 +197,111 @@ def test_tiny_server_answers(tiny_server):
     _still_serving(rest, rpc)
     results = rest.call("POST", rest.model_path() + ":classify", {"examples": [{"a": 1.0, "n": 2}]})
     assert [label for label, _ in results["results"][0]] == ["pos", "neg"]
-    assert base64  # used by the strict-input cases below
+
+
+def _examples_b64(*examples):
+    import tensorflow as tf
+
+    return [{"b64": base64.b64encode(tf.train.Example(features=tf.train.Features(feature={
+        "a": tf.train.Feature(float_list=tf.train.FloatList(value=[a]))})).SerializeToString()).decode()}
+        for a in examples]
+
+
+# (method, path suffix, body, status, part of the error): TF Serving's answer to each.
+REST_CASES = [
+    # Issue 14, case 4: inputs TF Serving refuses.
+    ("POST", ":predict", {"instances": [{"b64": "YWJj!!"}]}, 400, "unable to base64 decode"),
+    ("POST", ":predict", {"signature_name": "predict_x", "instances": [1e39]}, 400, "out of float32 range"),
+    ("POST", ":classify", {"examples": [{"a": None}]}, 400, "'a' is null"),
+    ("POST", ":classify", {"examples": [{"a": 1.0, "n": 2.0}]}, 400, "n"),  # 2.0 is float, n is int64
+    # Issue 14, case 5: TF Serving's statuses.
+    ("GET", ":predict", None, 400, "Malformed request: GET"),
+    ("POST", ":explain", {"instances": [1.0]}, 400, "Malformed request: POST"),
+    ("POST", "", {"instances": [1.0]}, 400, "Malformed request: POST"),
+    ("PUT", ":predict", {"instances": [1.0]}, 400, "Malformed request: PUT"),
+    ("DELETE", "", None, 400, "Malformed request: DELETE"),
+]
+
+
+@pytest.mark.parametrize("method, suffix, body, status, message", REST_CASES,
+                         ids=[f"{c[0]} {c[1]} {c[3]} {c[4][:24]}" for c in REST_CASES])
+def test_rest_refuses_what_tf_serving_refuses_and_keeps_serving(tiny_server, method, suffix, body, status,
+                                                               message):
+    server, rest, rpc = tiny_server
+    data = json.dumps(body).encode() if body is not None else None
+    got_status, text = rest.raw(method, rest.model_path() + suffix, data)
+    assert got_status == status, text
+    assert message in json.loads(text)["error"]  # always a JSON error body, never an HTML page
+    _still_serving(rest, rpc)
+
+
+def test_rest_statuses_for_paths_labels_nesting_and_chunks(tiny_server):
+    import http.client
+
+    server, rest, rpc = tiny_server
+    status, text = rest.raw("GET", "/v2/models/tiny")
+    assert status == 404 and "error" in json.loads(text)
+    # GetModelStatus ignores the label, as TF Serving does: 200 with every version.
+    status, text = rest.raw("GET", rest.model_path(label="no-such-label"))
+    assert status == 200 and json.loads(text)["model_version_status"][0]["version"] == "1"
+    # Deeply nested JSON: a 400, not a dropped connection.
+    depth = 20000
+    nested = b'{"signature_name": "predict_x", "instances": ' + b"[" * depth + b"1" + b"]" * depth + b"}"
+    status, text = rest.raw("POST", rest.model_path() + ":predict", nested)
+    assert status == 400 and "JSON Parse error" in json.loads(text)["error"]
+    _still_serving(rest, rpc)
+    # A chunked upload is read like any other body.
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+    try:
+        chunks = [b'{"signature_name": "predict_x",', b' "instances": [1.0, 2.5]}']
+        connection.request("POST", rest.model_path() + ":predict", body=iter(chunks),
+                           headers={"Content-Type": "application/json"}, encode_chunked=True)
+        response = connection.getresponse()
+        assert (response.status, json.loads(response.read())) == (200, {"predictions": [2.0, 5.0]})
+    finally:
+        connection.close()
+
+
+def test_grpc_refuses_wrong_dtypes_and_malformed_tensors(tiny_server):
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    from serving.client import ServingClientError
+
+    server, rest, rpc = tiny_server
+    for array, name in ((np.array([1.5], np.float64), "double"), (np.array([1], np.int32), "int32")):
+        with pytest.raises(ServingClientError) as error:
+            rpc.predict_tensors({"x": array}, signature_name="predict_x")
+        assert error.value.code == "INVALID_ARGUMENT"
+        assert f"Expects arg[0] to be float but {name} is provided" in error.value.message
+    malformed = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT, tensor_content=b"\0\0\0\0",
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=3)]))
+    with pytest.raises(ServingClientError) as error:
+        rpc.predict_tensors({"x": malformed}, signature_name="predict_x")
+    assert error.value.code == "INVALID_ARGUMENT" and "not a valid TensorProto" in error.value.message
+    _still_serving(rest, rpc)
+
+
+def test_clients_convert_pandas_rows_with_blanks_by_the_schema_types():
+    """Issue 14, case 3: float64 columns (blanks) become int64 for INT features; blanks are left out."""
+    import pandas as pd
+
+    from models import features
+    from serving import payloads
+
+    frame = pd.DataFrame({"island": ["Biscoe", "Dream"], "bill_length_mm": [45, None],
+                          "flipper_length_mm": [192, None], "body_mass_g": [5000, 3650],
+                          "sex": ["female", None]})
+    assert frame["flipper_length_mm"].dtype == np.float64  # the blank made the int column float
+    rows = frame.to_dict("records")
+    typed = [payloads.typed_row(row, i) for i, row in enumerate(rows)]
+    assert typed[0] == {"island": "Biscoe", "bill_length_mm": 45.0, "flipper_length_mm": 192,
+                        "body_mass_g": 5000, "sex": "female"}
+    assert type(typed[0]["flipper_length_mm"]) is int and type(typed[0]["bill_length_mm"]) is float
+    assert typed[1] == {"island": "Dream", "body_mass_g": 3650}
+    example = payloads.example_from_row(rows[0])
+    for key in features.INT_FEATURE_KEYS:
+        assert list(example.features.feature[key].int64_list.value) == [int(rows[0][key])]
+    assert list(example.features.feature["bill_length_mm"].float_list.value) == [45.0]
+    with pytest.raises(ValueError, match="row 3: flipper_length_mm must be a whole number"):
+        payloads.typed_row({"flipper_length_mm": 192.5}, 3)

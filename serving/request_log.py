@@ -23,6 +23,7 @@ import logging
 import logging.handlers
 import math
 import os
+import queue
 import random
 import re
 import threading
@@ -46,12 +47,14 @@ class RequestLog:
         self.max_bytes = max_bytes
         self.backups = backups
         self._lock = threading.Lock()
-        self._handler: Optional[logging.handlers.RotatingFileHandler] = None
+        self._queue: Optional[_DeferredQueueHandler] = None
+        self._listener: Optional[logging.handlers.QueueListener] = None
 
     def write(self, api: str, method: str, model: Optional[str], version: Optional[int],
               signature: Optional[str], status: str, started: float,
               inputs: Optional[Mapping[str, np.ndarray]] = None,
               outputs: Optional[Mapping[str, np.ndarray]] = None) -> None:
+        """Queues one entry; a background thread turns it into a JSON line, off the request's path."""
         if not self.path or self.sample_rate <= 0 or random.random() >= self.sample_rate:
             return
         entry: Dict[str, Any] = {
@@ -61,27 +64,49 @@ class RequestLog:
             "signature": signature, "status": status,
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         }
-        if inputs is not None:
-            entry["rows"] = input_rows(inputs)
-        if outputs is not None:
-            entry["outputs"] = payloads.json_rows(dict(outputs)) if _same_length(outputs) else {
-                k: payloads.to_json(v, k) for k, v in outputs.items()}
-        line = json.dumps(strict_json(entry), allow_nan=False)
         with self._lock:
-            if self._handler is None:
-                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-                # The standard library's size-based rotation; the message is the JSON line as is.
-                self._handler = logging.handlers.RotatingFileHandler(
-                    self.path, maxBytes=self.max_bytes, backupCount=self.backups, encoding="utf-8")
-                self._handler.setFormatter(logging.Formatter("%(message)s"))
-            self._handler.handle(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
-            self._handler.flush()
+            if self._queue is None:
+                self._start()
+            self._queue.handle(logging.makeLogRecord(
+                {"msg": "", "levelno": logging.INFO, "entry": entry, "inputs": inputs, "outputs": outputs}))
+
+    def _start(self) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        # The standard library's size-based rotation, fed by its queue listener thread.
+        files = logging.handlers.RotatingFileHandler(self.path, maxBytes=self.max_bytes,
+                                                     backupCount=self.backups, encoding="utf-8")
+        files.setFormatter(_JsonLineFormatter())
+        self._queue = _DeferredQueueHandler(queue.SimpleQueue())
+        self._listener = logging.handlers.QueueListener(self._queue.queue, files)
+        self._listener.start()
 
     def close(self) -> None:
+        """Writes what is queued, then closes the file."""
         with self._lock:
-            if self._handler is not None:
-                self._handler.close()
-                self._handler = None
+            if self._listener is not None:
+                self._listener.stop()
+                for handler in self._listener.handlers:
+                    handler.close()
+                self._listener = self._queue = None
+
+
+class _DeferredQueueHandler(logging.handlers.QueueHandler):
+    """Queues the record as it is: the JSON is built in the listener's thread, not the request's."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+class _JsonLineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = dict(record.entry)
+        if record.inputs is not None:
+            entry["rows"] = input_rows(record.inputs)
+        if record.outputs is not None:
+            outputs = record.outputs
+            entry["outputs"] = payloads.json_rows(dict(outputs)) if _same_length(outputs) else {
+                k: payloads.to_json(v, k) for k, v in outputs.items()}
+        return json.dumps(strict_json(entry), allow_nan=False)
 
 
 def strict_json(value: Any) -> Any:

@@ -21,7 +21,7 @@ import pytest
 from serving import versions
 from serving.client import GrpcClient, RestClient, ServingClientError
 from serving.server import LocalServer
-from serving.server_files import CANARY, STABLE, serving_paths
+from serving.server_files import CANARY, PREVIOUS, STABLE, serving_paths
 from serving.versions import write_serving_files
 from serving.warmup import read_blessing, read_examples, read_warmup
 
@@ -105,6 +105,18 @@ def test_rest_and_grpc_clients_agree(served, pushed_pipeline):
         assert np.allclose([s for _, s in a], [s for _, s in b], atol=1e-6)
     assert rpc.classify([ROW])[0]  # raw rows are converted to tf.Examples
 
+    # Issue 14, case 3: a pandas row of this data (an INT column with a blank is float64)
+    # classifies through both clients, which convert by the schema's types.
+    import pandas as pd
+
+    frame = pd.DataFrame([ROW, {**ROW, "flipper_length_mm": None, "bill_length_mm": 45}])
+    assert frame["flipper_length_mm"].dtype == np.float64
+    pandas_rows = frame.to_dict("records")
+    by_rest, by_grpc = rest.classify(pandas_rows), rpc.classify(pandas_rows)
+    assert [max(r, key=lambda c: c[1])[0] for r in by_rest] == [max(r, key=lambda c: c[1])[0]
+                                                                 for r in by_grpc]
+    assert np.allclose([s for _, s in by_rest[0]], [s for _, s in rpc.classify([ROW])[0]], atol=1e-6)
+
     assert rest.status()["model_version_status"] == [{
         "version": str(stable), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]
     assert rpc.status(label=STABLE)["model_version_status"][0]["version"] == str(stable)
@@ -170,7 +182,7 @@ def test_unknown_model_version_label_path_and_big_bodies(served):
         ("POST", rest.model_path(version=1) + ":predict", 404, "Specific(penguin, 1)"),
         ("POST", rest.model_path(label="blue") + ":predict", 400, "Unrecognized servable version label"),
         ("GET", rest.model_path(version=1), 404, "Could not find version 1"),
-        ("GET", "/v1/models/penguin:predict", 404, "Malformed request"),
+        ("GET", "/v1/models/penguin:predict", 400, "Malformed request"),
         ("POST", "/v2/anything", 404, "Malformed request"),
     ]
     for method, path, status, message in cases:
@@ -263,7 +275,7 @@ def _wait_for(condition, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_burst_while_a_new_version_is_pushed_canaried_and_promoted(served):
+def test_burst_while_a_new_version_is_pushed_canaried_promoted_and_rolled_back(served):
     config, server, rest, rpc = served
     paths = serving_paths(config)
     old = versions.current_labels(paths)[STABLE]
@@ -275,9 +287,9 @@ def test_burst_while_a_new_version_is_pushed_canaried_and_promoted(served):
     shutil.copytree(os.path.join(paths.serving_model_dir, str(old)), staging)
 
     stop = threading.Event()
-    failures, seen = [], []
+    failures, seen, latencies = [], [], []  # latencies: (finished at, seconds) of stable requests
     lock = threading.Lock()
-    # Bounded: paced requests until the promotion is done, at most this many per worker.
+    # Bounded: paced requests until the rollback is done, at most this many per worker.
     max_requests_per_worker = 3000
 
     def worker(index):
@@ -286,6 +298,7 @@ def test_burst_while_a_new_version_is_pushed_canaried_and_promoted(served):
         for i in range(max_requests_per_worker):
             if stop.is_set():
                 break
+            started = time.perf_counter()
             try:
                 if (index + i) % 3 == 0:
                     rest_client.predict([ROW], label=STABLE)
@@ -293,6 +306,8 @@ def test_burst_while_a_new_version_is_pushed_canaried_and_promoted(served):
                     result = grpc_client.predict([ROW], label=STABLE if i % 2 else None)
                     with lock:
                         seen.append(result.version)
+                with lock:
+                    latencies.append((time.perf_counter(), time.perf_counter() - started))
             except Exception as e:  # noqa: BLE001 - every failure is recorded and asserted on
                 with lock:
                     failures.append(repr(e))
@@ -310,18 +325,28 @@ def test_burst_while_a_new_version_is_pushed_canaried_and_promoted(served):
         assert rpc.predict([ROW], label=CANARY).version == new
         versions.promote(paths)
         _wait_for(lambda: rpc.predict([ROW], label=STABLE).version == new, "the promotion")
+        # The old stable stays loaded as `previous`: the same servable object, not reloaded.
+        assert sorted(row[0] for row in server.store.status(config.pipeline_name)) == [old, new]
+        old_servable = server.store.resolve(config.pipeline_name, label=PREVIOUS)
+        assert old_servable.version == old
         time.sleep(1.0)  # keep the burst going on the promoted version
+        rollback_at = time.perf_counter()
+        assert versions.rollback(paths) == {STABLE: old}
+        _wait_for(lambda: rpc.predict([ROW], label=STABLE).version == old, "the rollback")
+        time.sleep(1.0)  # and on the rolled-back version
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
     assert not failures, failures[:5]
     assert set(seen) <= {old, new} and new in seen and len(seen) > 20
-    assert [row[0] for row in server.store.status(config.pipeline_name)] == [new]
-
-    # Roll back: stable returns to the old version, which the server reloads.
-    assert versions.rollback(paths) == {STABLE: old}
-    _wait_for(lambda: rpc.predict([ROW], label=STABLE).version == old, "the rollback")
+    # Issue 14, case 8: the rollback is a label move between loaded versions, so nothing
+    # reloads while it takes traffic: the servable answering stable is the one kept loaded.
+    assert server.store.resolve(config.pipeline_name, label=STABLE) is old_servable
+    during = [seconds for finished, seconds in latencies if finished >= rollback_at]
+    before = [seconds for finished, seconds in latencies if finished < rollback_at]
+    print(f"stable p50 {np.median(before) * 1000:.1f} ms before the rollback; after it, max "
+          f"{max(during) * 1000:.1f} ms over {len(during)} requests (load {os.getloadavg()[0]:.1f})")
     with pytest.raises(ServingClientError) as error:
         rpc.predict([ROW], label=CANARY)
     assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT.name

@@ -183,7 +183,7 @@ def test_unknown_model_version_label_path_and_big_bodies(served):
         ("POST", rest.model_path(label="blue") + ":predict", 400, "Unrecognized servable version label"),
         ("GET", rest.model_path(version=1), 404, "Could not find version 1"),
         ("GET", "/v1/models/penguin:predict", 400, "Malformed request"),
-        ("POST", "/v2/anything", 404, "Malformed request"),
+        ("POST", "/v2/anything", 404, "Not found"),
     ]
     for method, path, status, message in cases:
         got_status, text = rest.raw(method, path, b'{"instances": [1]}' if method == "POST" else None)
@@ -345,8 +345,10 @@ def test_burst_while_a_new_version_is_pushed_canaried_promoted_and_rolled_back(s
     assert server.store.resolve(config.pipeline_name, label=STABLE) is old_servable
     during = [seconds for finished, seconds in latencies if finished >= rollback_at]
     before = [seconds for finished, seconds in latencies if finished < rollback_at]
-    print(f"stable p50 {np.median(before) * 1000:.1f} ms before the rollback; after it, max "
-          f"{max(during) * 1000:.1f} ms over {len(during)} requests (load {os.getloadavg()[0]:.1f})")
+    print(f"stable requests before the rollback: p50 {np.median(before) * 1000:.1f} ms, p99 "
+          f"{np.percentile(before, 99) * 1000:.1f} ms, max {max(before) * 1000:.1f} ms ({len(before)}); "
+          f"after it: p50 {np.median(during) * 1000:.1f} ms, p99 {np.percentile(during, 99) * 1000:.1f} ms, "
+          f"max {max(during) * 1000:.1f} ms ({len(during)}); load average {os.getloadavg()[0]:.1f}")
     with pytest.raises(ServingClientError) as error:
         rpc.predict([ROW], label=CANARY)
     assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT.name

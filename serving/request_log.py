@@ -101,12 +101,22 @@ class _JsonLineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = dict(record.entry)
         if record.inputs is not None:
-            entry["rows"] = input_rows(record.inputs)
+            entry["rows"] = input_rows(_shortest_floats(record.inputs))
         if record.outputs is not None:
-            outputs = record.outputs
+            outputs = _shortest_floats(record.outputs)
             entry["outputs"] = payloads.json_rows(dict(outputs)) if _same_length(outputs) else {
                 k: payloads.to_json(v, k) for k, v in outputs.items()}
         return json.dumps(strict_json(entry), allow_nan=False)
+
+
+def _shortest_floats(arrays: Mapping[str, Any]) -> Dict[str, Any]:
+    """float32 arrays as the shortest decimals that read back to the same float32 (45.1, not 45.0999984)."""
+    result = {}
+    for key, value in arrays.items():
+        if isinstance(value, np.ndarray) and value.dtype == np.float32:
+            value = np.asarray([float(str(x)) for x in value.reshape(-1)], np.float64).reshape(value.shape)
+        result[key] = value
+    return result
 
 
 def strict_json(value: Any) -> Any:

@@ -209,6 +209,7 @@ def test_request_log_rotates_by_size_and_writes_strict_json(tmp_path):
             entry = json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
             assert entry["schema_version"] == 1 and entry["version"] == 7
             assert entry["rows"][0]["bill_length_mm"] is None
+            assert entry["rows"][1]["bill_length_mm"] == 45.1  # float32's shortest decimal, not 45.0999...
             assert entry["rows"][1]["island"] == ""
             assert entry["outputs"][0]["scores"] == [0.5, None]
 

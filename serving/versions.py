@@ -192,6 +192,11 @@ def write_serving_files(config: PipelineConfig, labels: Optional[Dict[str, int]]
         models.config (when `keep_labels`), else labels the newest blessed
         version `stable`.
       keep_labels: whether to keep the labels of an existing models.config.
+
+    Raises:
+      VersionError: `keep_labels` is False and TF Serving, serving the existing
+        models.config, would refuse the new labels (stable moved to a version it has
+        not loaded); use canary and promote instead.
     """
     paths = server_files.serving_paths(config)
     if labels is None and keep_labels and os.path.exists(paths.models_config):
@@ -199,13 +204,17 @@ def write_serving_files(config: PipelineConfig, labels: Optional[Dict[str, int]]
     if labels is None:
         blessed = blessed_versions(paths.serving_model_dir)
         labels = {STABLE: blessed[-1]} if blessed else {}
+    new_config = server_files.model_server_config(paths.model_name, paths.model_base_path, labels,
+                                                  config.serving.num_versions)
+    if not keep_labels and os.path.exists(paths.models_config):
+        # A reset may move stable to a version the running server has not loaded.
+        check_transition(paths, server_files.read_models_config(paths.models_config), new_config)
     files = {
         server_files.MODELS_CONFIG: paths.models_config,
         server_files.BATCHING_CONFIG: os.path.join(paths.config_dir, server_files.BATCHING_CONFIG),
         server_files.MONITORING_CONFIG: os.path.join(paths.config_dir, server_files.MONITORING_CONFIG),
     }
-    server_files.write_models_config(files[server_files.MODELS_CONFIG], server_files.model_server_config(
-        paths.model_name, paths.model_base_path, labels, config.serving.num_versions))
+    server_files.write_models_config(files[server_files.MODELS_CONFIG], new_config)
     server_files.atomic_write(files[server_files.BATCHING_CONFIG],
                               server_files.batching_parameters(config.serving))
     server_files.atomic_write(files[server_files.MONITORING_CONFIG], server_files.monitoring_config())

@@ -83,6 +83,21 @@ def test_serving_files_from_config(tmp_path):
     assert "enable: true" in monitoring and server_files.PROMETHEUS_PATH in monitoring
 
 
+def test_reset_labels_refuses_a_stable_move_tf_serving_would_refuse(tmp_path):
+    config = _config(tmp_path)
+    base = config.serving_model_dir
+    _push(base, 1)
+    versions.write_serving_files(config)  # stable=1, the only version loaded
+    _push(base, 2)
+    with pytest.raises(versions.VersionError, match="not currently available for inference"):
+        versions.write_serving_files(config, keep_labels=False)  # would move stable to unloaded 2
+    paths = server_files.serving_paths(config)
+    assert versions.current_labels(paths) == {STABLE: 1}
+    versions.set_canary(paths, 2)
+    assert versions.write_serving_files(config, keep_labels=False)  # 2 is loaded now: stable may move
+    assert versions.current_labels(paths) == {STABLE: 2}
+
+
 def test_serving_settings_are_validated(tmp_path):
     with pytest.raises(ConfigError, match="serving.rest_port"):
         _config(tmp_path, rest_port=70000)

@@ -64,9 +64,13 @@ def serve(config_path, overrides, host, rest_port, grpc_port) -> None:
 def write_config(config_path, overrides, reset_labels) -> None:
     """Write models.config, batching_parameters.txt and monitoring.config for TF Serving."""
     config = config_from_options(config_path, overrides, require_schema=False)
-    from serving.versions import write_serving_files
+    from serving.versions import VersionError, write_serving_files
 
-    for name, path in write_serving_files(config, keep_labels=not reset_labels).items():
+    try:
+        files = write_serving_files(config, keep_labels=not reset_labels)
+    except VersionError as e:
+        raise click.ClickException(f"{e} Use `tfxt serving canary` and `promote` instead.") from None
+    for name, path in files.items():
         click.echo(f"{name}: {path}")
 
 

@@ -38,7 +38,7 @@ from tfx.types.standard_artifacts import Model, ModelBlessing
 from models import features
 from pipeline import mlmd
 from pipeline.components import drift_gate
-from pipeline.components import example_gen as sorted_example_gen
+from pipeline.components import example_gen as csv_example_gen
 from pipeline.components.anomalies_gate import AnomaliesGate
 from pipeline.components.edge_export import EdgeExport
 from pipeline.components.model_decay import ModelDecay
@@ -158,13 +158,14 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
 
 
 def _example_gen(config: PipelineConfig, splits, output_config) -> FileBasedExampleGen:
-    # CsvExampleGen's executor, but reading the span files in sorted order: reruns then
-    # train on the same rows in the same order (pipeline/components/example_gen.py says why).
+    # Checks each span file's header, then reads it typed by the curated schema, files in
+    # sorted order (pipeline/components/example_gen.py says why).
     return FileBasedExampleGen(
         input_base=config.data_root,
         input_config=example_gen_pb2.Input(splits=splits),
         output_config=output_config,
-        custom_executor_spec=executor_spec.BeamExecutorSpec(sorted_example_gen.Executor))
+        custom_config=csv_example_gen.custom_config(config.schema_path, config.schema_fingerprint),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(csv_example_gen.Executor))
 
 
 def _monitoring_nodes(config: PipelineConfig, served_model: Channel) -> List:

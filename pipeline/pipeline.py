@@ -12,6 +12,7 @@ Imports are the component modules themselves, not `tfx.v1`, which would pull in
 the Vertex AI client (about 10 s) in every process that builds the pipeline.
 """
 
+import json
 from typing import List
 
 import tensorflow_model_analysis as tfma
@@ -69,7 +70,12 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
     curated_schema = import_schema_gen.outputs["schema"]
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=curated_schema)
-    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+    validation = config.validation
+    anomalies_gate = AnomaliesGate(
+        anomalies=example_validator.outputs["anomalies"], statistics=statistics_gen.outputs["statistics"],
+        schema=curated_schema, min_examples_per_split=validation.min_examples_per_split,
+        max_blank_fraction=validation.max_blank_fraction,
+        blank_fractions_json=json.dumps(validation.blank_fractions, sort_keys=True))
     # SchemaGen must finish before the gate can stop a run: `tfxt schema refresh`
     # needs its inferred schema exactly when the data no longer fits the curated one.
     anomalies_gate.add_upstream_node(schema_gen)

@@ -85,11 +85,10 @@ def _parse_header(path: str, first_line: bytes) -> List[str]:
     if not first_line.strip():
         raise CsvFileError(f"{path} is empty: it has no header line. Remove the file, or write the "
                            "header and rows into it.")
-    try:
-        text = first_line.decode("utf-8-sig")
-    except UnicodeDecodeError:
+    text = first_line.decode("utf-8-sig", errors="replace")
+    if "\ufffd" in text:  # checked, not caught: the run report shows the innermost exception of a chain
         raise CsvFileError(f"{path}: the header is not UTF-8 text. Save the file as UTF-8 (CSV UTF-8 in "
-                           "spreadsheet programs).") from None
+                           "spreadsheet programs).")
     columns = [name.strip() for name in next(csv.reader([text]))]
     repeated = sorted({name for name in columns if columns.count(name) > 1})
     if repeated:
@@ -134,9 +133,12 @@ def read_examples(path: str, schema_types: Dict[str, str]) -> Iterator[bytes]:
     columns = _parse_header(path, data.split(b"\n", 1)[0])
     types = {name: _ARROW_TYPES[schema_types.get(name, "BYTES")]() for name in columns}
     try:
-        table = _read_csv(data, columns, types)
+        table, error = _read_csv(data, columns, types), None
     except pa.ArrowInvalid as e:
-        raise CsvFileError(_explain_bad_cell(path, data, columns, schema_types, e)) from None
+        table, error = None, e
+    if error is not None:
+        # Raised outside the except block: the run report shows the innermost exception of a chain.
+        raise CsvFileError(_explain_bad_cell(path, data, columns, schema_types, error))
     lists = [_as_lists(table.column(name).combine_chunks(), name in schema_types) for name in columns]
     batch = pa.RecordBatch.from_arrays(lists, columns)
     for start in range(0, batch.num_rows, BATCH_ROWS):

@@ -145,6 +145,8 @@ def format_summary(summary: RunSummary, config: Optional[PipelineConfig] = None)
     if summary.anomalies:
         lines.append(f"Anomalies: {len(summary.anomalies)}")
         lines += [f"  split '{a.split}', column '{a.column}': {a.description}" for a in summary.anomalies]
+    elif summary.node("ExampleValidator") is None or summary.node("ExampleValidator").state == "FAILED":
+        lines.append("Anomalies: not checked (the run stopped before ExampleValidator)")
     else:
         lines.append("Anomalies: none")
     if summary.metrics:

@@ -9,7 +9,10 @@ The gate fails on any of:
 - an anomaly ExampleValidator found against the curated schema;
 - a split with fewer than `validation.min_examples_per_split` examples (`count_problems`):
   a header-only span passes the schema, then Transform runs on 0 rows and training fails later;
-- too many blank values in a column the schema allows to be blank (`blank_problems`).
+- too many blank values in a column the schema allows to be blank (`blank_problems`);
+- a categorical column (models/features.py) that the schema does not type BYTES (`type_problems`):
+  Transform, serving and edge treat categoricals as text, and would otherwise fail only after
+  training, naming no column.
 
 `read_anomalies` turns ExampleValidator's output into plain (split, column,
 description) rows; the gate and the run summary both use it.
@@ -50,8 +53,8 @@ def read_anomalies(anomalies_uri: str) -> List[Anomaly]:
 
 
 def format_anomalies(anomalies: List[Anomaly]) -> str:
-    """One line per anomaly, naming the split and the column."""
-    return "\n".join(f"  split '{a.split}', column '{a.column}': {a.description}"
+    """One line per anomaly, naming the split (unless it concerns every split) and the column."""
+    return "\n".join(f"  {f'split {a.split!r}, ' if a.split else ''}column '{a.column}': {a.description}"
                      for a in anomalies)
 
 
@@ -130,6 +133,18 @@ def _common_stats(feature):
     return getattr(feature, kind).common_stats if kind in ("num_stats", "string_stats") else None
 
 
+def type_problems(schema, text_columns: List[str]) -> List[Anomaly]:
+    """A row for each column that must be text (categorical) but has another type in the schema."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    types = {f.name: schema_pb2.FeatureType.Name(f.type) for f in schema.feature}
+    return [Anomaly("", name, (
+        f"categorical in models/features.py, but schema/schema.pbtxt types it {types[name]}. Categorical "
+        "columns are text: set its type to BYTES in the schema (and drop its int_domain or float_domain; "
+        "CsvExampleGen then reads the numbers as text), or declare it in NUMERIC_FEATURE_KEYS"))
+        for name in text_columns if types.get(name, "BYTES") != "BYTES"]
+
+
 def read_schema(schema_uri: str):
     """The Schema proto of a Schema artifact URI (ImportSchemaGen writes schema.pbtxt)."""
     from google.protobuf import text_format
@@ -150,14 +165,16 @@ def AnomaliesGate(  # noqa: N802 - a component name
         schema: InputArtifact[Schema],
         min_examples_per_split: Parameter[int],
         max_blank_fraction: Parameter[float],
-        blank_fractions_json: Parameter[str]) -> None:
+        blank_fractions_json: Parameter[str],
+        text_columns_json: Parameter[str]) -> None:
     """Fails the run, naming each split and column, when the data is not fit to train on."""
     stats = read_statistics(statistics.uri)
     found = count_problems(stats, min_examples_per_split)
     # Blank fractions of a too-small split say nothing; its row count is the problem.
     stats = {split: s for split, s in stats.items() if s.num_examples >= min_examples_per_split}
-    found += read_anomalies(anomalies.uri) + blank_problems(
-        stats, read_schema(schema.uri), max_blank_fraction, json.loads(blank_fractions_json))
+    curated = read_schema(schema.uri)
+    found += (type_problems(curated, json.loads(text_columns_json)) + read_anomalies(anomalies.uri)
+              + blank_problems(stats, curated, max_blank_fraction, json.loads(blank_fractions_json)))
     if found:
         raise DataValidationError(
             "Data validation failed: the input data does not match schema/schema.pbtxt or the config's "

@@ -68,3 +68,24 @@ def test_the_bundled_schema_types_every_categorical_as_text():
     with open(SCHEMA_PATH) as f:
         schema = text_format.Parse(f.read(), schema_pb2.Schema())
     assert anomalies_gate.type_problems(schema, list(features.CATEGORICAL_FEATURE_KEYS)) == []
+
+
+def test_tfdv_reports_a_blank_required_column_on_csv_input(tmp_path):
+    """Required columns (`value_count { min: 1 }` or a shape) need no tolerance check of ours."""
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+
+    from pipeline.components import example_gen
+
+    header = "species,island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year"
+    rows = ["Adelie,Torgersen,39.1,18.7,181,3750,male,2007", ",,39.5,17.4,186,3800,female,"]
+    path = tmp_path / "blank.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    records = str(tmp_path / "examples.tfrecord")
+    with tf.io.TFRecordWriter(records) as writer:
+        for record in example_gen.read_examples(str(path), example_gen.load_schema_types(SCHEMA_PATH)):
+            writer.write(record)
+    stats = tfdv.generate_statistics_from_tfrecord(records, pipeline_options=None)
+    anomalies = tfdv.validate_statistics(stats, tfdv.load_schema_text(SCHEMA_PATH))
+    assert {"species", "island", "year"} <= set(anomalies.anomaly_info)
+    assert "sex" not in anomalies.anomaly_info  # may be blank: the gate's tolerance decides

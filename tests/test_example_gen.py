@@ -78,18 +78,20 @@ def _run_source(source, properties, out):
     return out.read_text().split()
 
 
-def test_a_bom_and_a_reordered_header_read_as_the_plain_file(tmp_path, schema_types):
+def test_a_bom_a_reordered_header_and_crlf_read_as_the_plain_file(tmp_path, schema_types):
     plain = _write(tmp_path / "plain.csv", "\n".join([HEADER, *ROWS]) + "\n")
     with_bom = _write(tmp_path / "bom.csv", "\ufeff" + "\n".join([HEADER, *ROWS]) + "\n")
     names = HEADER.split(",")
     order = list(reversed(range(len(names))))
     reordered = _write(tmp_path / "reordered.csv", "\n".join(
         ",".join(line.split(",")[i] for i in order) for line in [HEADER, *ROWS]) + "\n")
-    example_gen.check_headers([plain, with_bom, reordered], list(schema_types))
+    crlf = _write(tmp_path / "crlf.csv", "\ufeff" + "\r\n".join([HEADER, *ROWS]) + "\r\n")
+    example_gen.check_headers([plain, with_bom, reordered, crlf], list(schema_types))
     expected = _examples(plain, schema_types)
     assert len(expected) == 2
     assert _examples(with_bom, schema_types) == expected
     assert _examples(reordered, schema_types) == expected
+    assert _examples(crlf, schema_types) == expected
 
 
 def test_whole_numbers_in_a_float_column_are_floats(tmp_path, schema_types):

@@ -69,6 +69,7 @@ def vocabulary_name(key: str) -> str:
     return f"{key}_vocabulary"
 
 
-# The label's classes. Transform numbers them by frequency in the training data;
-# this tuple fixes how many there are, for per-class evaluation metrics.
+# The label's classes, as they are written in the CSV. Class id i is LABEL_CLASSES[i]
+# (Transform's label vocabulary keeps this order), for training, per-class evaluation
+# metrics and serving alike. A numeric label is written as text here: ("0", "1").
 LABEL_CLASSES: Tuple[str, ...] = ("Adelie", "Chinstrap", "Gentoo")

@@ -5,7 +5,8 @@ Every raw column named in `models.features` is handled here:
 - numeric: missing values imputed with the training mean, then z-scored;
 - categorical: missing values imputed with `MISSING_CATEGORY`, then a
   vocabulary maps values to ids, unseen values to one OOV bucket;
-- label: a vocabulary maps class names to ids (most frequent first).
+- label: class names map to ids in the order of `features.LABEL_CLASSES`, whatever their
+  frequency in the training data (a class not listed would get an id after them).
 
 The edge preprocessing spec reproduces these steps on a device, so keep the two
 in step (`edge.spec` derives its numbers from the Transform graph itself).
@@ -32,8 +33,11 @@ def preprocessing_fn(inputs):
     # The label is absent at serving time; Transform prunes this output then.
     if features.LABEL_KEY in inputs:
         label = densify(inputs[features.LABEL_KEY], "")
+        # Reserved tokens keep their order at the start of the vocabulary: class ids then follow
+        # LABEL_CLASSES, not which class happens to be the majority in this training data.
         outputs[features.transformed_name(features.LABEL_KEY)] = tft.compute_and_apply_vocabulary(
-            label, vocab_filename=features.LABEL_VOCABULARY)
+            label, vocab_filename=features.LABEL_VOCABULARY,
+            reserved_tokens=[str(name) for name in features.LABEL_CLASSES])
     return outputs
 
 

@@ -45,6 +45,19 @@ class EvalThresholds:
 
 
 @dataclasses.dataclass(frozen=True)
+class ValidationConfig:
+    """Data checks of the AnomaliesGate beyond ExampleValidator's (pipeline.components.anomalies_gate)."""
+
+    # Fewest examples each split (train, eval) must hold; fewer stop the run before Transform.
+    min_examples_per_split: int = 20
+    # Largest fraction of a split's examples that may be blank in a column the schema allows to
+    # be blank (`value_count { min: 0 }`; Transform imputes them). Per split; 0.1 = 10%.
+    max_blank_fraction: float = 0.1
+    # Per-column exceptions to max_blank_fraction, e.g. {sex: 0.2}.
+    blank_fractions: Dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class EdgeConfig:
     """Edge export (`pipeline.components.edge_export`): int8 TFLite models gated by accuracy parity."""
 
@@ -202,6 +215,7 @@ class PipelineConfig:
     run_fn: str = "models.trainer.run_fn"
     hyperparameters: Hyperparameters = Hyperparameters()
     thresholds: EvalThresholds = EvalThresholds()
+    validation: ValidationConfig = ValidationConfig()
     edge: EdgeConfig = EdgeConfig()
     tuner: TunerConfig = TunerConfig()
     metadata: MetadataConfig = MetadataConfig()
@@ -315,6 +329,7 @@ def validate(config: PipelineConfig) -> None:
     _check_orchestration(config.orchestration)
     _validate_serving(config.serving)
     _validate_monitoring(config.monitoring)
+    _check_validation(config.validation)
 
 
 def _validate_monitoring(monitoring: MonitoringConfig) -> None:
@@ -328,6 +343,17 @@ def _validate_monitoring(monitoring: MonitoringConfig) -> None:
     for name, value in thresholds.items():
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"monitoring.{name} must lie in [0, 1], got {value}.")
+
+
+def _check_validation(validation: ValidationConfig) -> None:
+    if validation.min_examples_per_split < 1:
+        raise ConfigError("validation.min_examples_per_split must be at least 1, got "
+                          f"{validation.min_examples_per_split}.")
+    fractions = {"validation.max_blank_fraction": validation.max_blank_fraction,
+                 **{f"validation.blank_fractions.{k}": v for k, v in validation.blank_fractions.items()}}
+    for name, fraction in fractions.items():
+        if not 0.0 <= fraction <= 1.0:
+            raise ConfigError(f"{name} must lie in [0, 1] (0.1 = 10% blank), got {fraction}.")
 
 
 def _check_orchestration(orchestration: Orchestration) -> None:
@@ -470,7 +496,7 @@ def _coerce(value: Any, default: Any, where: str, field_type: Any = None) -> Any
             raise ConfigError(f"{where} must be a mapping, got {value!r}.")
         return _build(type(default), value, where)
     if isinstance(default, dict):
-        # Dict fields map names to numbers (monitoring.feature_thresholds).
+        # Dict fields map names to numbers (monitoring.feature_thresholds, validation.blank_fractions).
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a mapping of names to numbers, got {value!r}.")
         return {str(k): _coerce(v, 0.0, f"{where}.{k}") for k, v in value.items()}

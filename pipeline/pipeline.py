@@ -12,6 +12,7 @@ Imports are the component modules themselves, not `tfx.v1`, which would pull in
 the Vertex AI client (about 10 s) in every process that builds the pipeline.
 """
 
+import json
 from typing import List
 
 import tensorflow_model_analysis as tfma
@@ -38,7 +39,7 @@ from tfx.types.standard_artifacts import Model, ModelBlessing
 from models import features
 from pipeline import mlmd
 from pipeline.components import drift_gate
-from pipeline.components import example_gen as sorted_example_gen
+from pipeline.components import example_gen as csv_example_gen
 from pipeline.components.anomalies_gate import AnomaliesGate
 from pipeline.components.edge_export import EdgeExport
 from pipeline.components.model_decay import ModelDecay
@@ -69,7 +70,13 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
     curated_schema = import_schema_gen.outputs["schema"]
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=curated_schema)
-    anomalies_gate = AnomaliesGate(anomalies=example_validator.outputs["anomalies"])
+    validation = config.validation
+    anomalies_gate = AnomaliesGate(
+        anomalies=example_validator.outputs["anomalies"], statistics=statistics_gen.outputs["statistics"],
+        schema=curated_schema, min_examples_per_split=validation.min_examples_per_split,
+        max_blank_fraction=validation.max_blank_fraction,
+        blank_fractions_json=json.dumps(validation.blank_fractions, sort_keys=True),
+        text_columns_json=json.dumps(list(features.CATEGORICAL_FEATURE_KEYS)))
     # SchemaGen must finish before the gate can stop a run: `tfxt schema refresh`
     # needs its inferred schema exactly when the data no longer fits the curated one.
     anomalies_gate.add_upstream_node(schema_gen)
@@ -158,13 +165,14 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
 
 
 def _example_gen(config: PipelineConfig, splits, output_config) -> FileBasedExampleGen:
-    # CsvExampleGen's executor, but reading the span files in sorted order: reruns then
-    # train on the same rows in the same order (pipeline/components/example_gen.py says why).
+    # Checks each span file's header, then reads it typed by the curated schema, files in
+    # sorted order (pipeline/components/example_gen.py says why).
     return FileBasedExampleGen(
         input_base=config.data_root,
         input_config=example_gen_pb2.Input(splits=splits),
         output_config=output_config,
-        custom_executor_spec=executor_spec.BeamExecutorSpec(sorted_example_gen.Executor))
+        custom_config=csv_example_gen.custom_config(config.schema_path, config.schema_fingerprint),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(csv_example_gen.Executor))
 
 
 def _monitoring_nodes(config: PipelineConfig, served_model: Channel) -> List:

@@ -115,6 +115,7 @@ def test_example_gen_reads_the_span_files_in_sorted_order(components, monkeypatc
     import os
 
     import apache_beam as beam
+    import tensorflow as tf
     from tfx.dsl.io import fileio
 
     from pipeline.components import example_gen
@@ -125,11 +126,14 @@ def test_example_gen_reads_the_span_files_in_sorted_order(components, monkeypatc
     unpatched_glob = fileio.glob
     monkeypatch.setattr(fileio, "glob", lambda pattern: sorted(unpatched_glob(pattern), reverse=True))
     source = example_gen.Executor().GetInputSourceToExamplePTransform()
+    properties = {"input_base": DATA_ROOT,
+                  "custom_config": components["CsvExampleGen"].exec_properties["custom_config"]}
     out = tmp_path / "years.txt"
     with beam.Pipeline() as p:
         _ = (p
-             | source({"input_base": DATA_ROOT}, "span-*/*.csv")
-             | beam.Map(lambda example: str(example.features.feature["year"].int64_list.value[0]))
+             | source(properties, "span-*/*.csv")
+             | beam.Map(lambda record: str(
+                 tf.train.Example.FromString(record).features.feature["year"].int64_list.value[0]))
              | beam.io.WriteToText(str(out), num_shards=1, shard_name_template=""))
     years = out.read_text().split()
     assert len(years) == 344

@@ -80,9 +80,13 @@ def test_categoricals_get_frequency_ordered_ids_with_missing_and_oov(transformed
     assert _column(new, "sex")[1] == sex[2]
 
 
-def test_label_maps_to_ids_by_frequency(transformed):
+def test_label_ids_follow_label_classes_not_frequency(transformed):
     train, _ = transformed
-    assert list(_column(train, features.LABEL_KEY)) == [1, 0, 0, 0]
+    # Gentoo is the majority here; ids still follow LABEL_CLASSES' order.
+    ids = {name: i for i, name in enumerate(features.LABEL_CLASSES)}
+    expected = [ids[row[features.LABEL_KEY]] for row in TRAIN_ROWS]
+    assert list(_column(train, features.LABEL_KEY)) == expected
+    assert expected != [1, 0, 0, 0]  # frequency order: Gentoo 0, Adelie 1
 
 
 def test_every_output_is_a_dense_column(transformed):

@@ -145,6 +145,10 @@ def format_summary(summary: RunSummary, config: Optional[PipelineConfig] = None)
     if summary.anomalies:
         lines.append(f"Anomalies: {len(summary.anomalies)}")
         lines += [f"  split '{a.split}', column '{a.column}': {a.description}" for a in summary.anomalies]
+    elif summary.node("ExampleValidator") is None or summary.node("ExampleValidator").state == "FAILED":
+        lines.append("Anomalies: not checked (the run stopped before ExampleValidator)")
+    elif summary.node("AnomaliesGate") is not None and summary.node("AnomaliesGate").state == "FAILED":
+        lines.append("Anomalies: none against the schema; the data gate stopped the run (below)")
     else:
         lines.append("Anomalies: none")
     if summary.metrics:

@@ -213,7 +213,7 @@ def _monitoring_nodes(config: PipelineConfig, served_model: Channel) -> List:
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """TFMA config: accuracy gates, per-class precision/recall, slices from `features`."""
+    """TFMA config: accuracy gates, per-class precision/recall, a confusion matrix, slices from `features`."""
     thresholds = config.thresholds
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": thresholds.min_accuracy}),
@@ -237,6 +237,8 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 tfma.MetricConfig(class_name="ExampleCount"),
                 tfma.MetricConfig(class_name="SparseCategoricalAccuracy",
                                   threshold=accuracy_threshold),
+                # The confusion matrix the run report draws (pipeline/ops/report.py).
+                tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
             ]),
             tfma.MetricsSpec(
                 binarize=tfma.BinarizationOptions(

@@ -16,6 +16,8 @@ setup(
     python_requires=">=3.9,<3.11",
     packages=["pipeline", "pipeline.components", "pipeline.training", "pipeline.ops", "models",
               "runners", "runners.cli", "serving", "edge"],
+    # The run report's and model card's Jinja2 templates (pipeline/ops/report.py).
+    package_data={"pipeline.ops": ["report_templates/*.j2"]},
     install_requires=[
         "tfx==1.16.0",
         "tf-keras~=2.16.0",

@@ -195,6 +195,26 @@ DRIFT_ACTIONS = ("stop", "warn")
 
 
 @dataclasses.dataclass(frozen=True)
+class ReportConfig:
+    """The run report and the model card (`pipeline.ops.report`, `pipeline.ops.model_card`)."""
+
+    # Whether every run ends by writing outputs/reports/<pipeline>/<run id>/index.html.
+    enabled: bool = True
+    # The model card's "intended use" and "limitations": say what your model is for.
+    intended_use: str = ("Predicts a penguin's species (Adelie, Gentoo or Chinstrap) from its island, "
+                         "sex and four body measurements. It is the template's example model: use it to "
+                         "try the pipeline, not to draw conclusions about penguins.")
+    limitations: Tuple[str, ...] = (
+        "Trained on a few hundred penguins from three islands of the Palmer Archipelago; other "
+        "islands and populations are outside its data.",
+        "An unseen island or sex value goes to an out-of-vocabulary bucket; its predictions rest "
+        "on the measurements alone.",
+        "The eval split is small (under a hundred examples), so per-slice metrics move by several "
+        "points from one example.",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything `create_pipeline` needs. Paths are absolute after `load_config`."""
 
@@ -221,6 +241,7 @@ class PipelineConfig:
     metadata: MetadataConfig = MetadataConfig()
     serving: ServingSettings = ServingSettings()
     monitoring: MonitoringConfig = MonitoringConfig()
+    report: ReportConfig = ReportConfig()
     # tf.distribute strategy for the Trainer: one of STRATEGIES.
     strategy: str = "one_device"
     # Hash buckets of the train/eval split.
@@ -314,6 +335,9 @@ def validate(config: PipelineConfig) -> None:
                           f"got {config.edge.max_accuracy_drop}.")
     if config.edge.representative_examples < 1:
         raise ConfigError("edge.representative_examples must be at least 1 (a few hundred is typical).")
+    if config.report.enabled and not config.report.intended_use.strip():
+        raise ConfigError("report.intended_use is empty: say in a sentence what the model is for "
+                          "(it heads the model card).")
     if config.train_buckets < 1 or config.eval_buckets < 1:
         raise ConfigError("train_buckets and eval_buckets must be at least 1.")
     if not config.pipeline_name.replace("-", "").replace("_", "").isalnum():

@@ -1,4 +1,4 @@
-"""Runs a pipeline with live progress and prints the summary: what runners and the CLI call."""
+"""Runs a pipeline with live progress, then prints the summary and writes the report (runners, CLI)."""
 
 import logging
 import os
@@ -9,12 +9,13 @@ from typing import Callable, TextIO
 from pipeline.components.anomalies_gate import DataValidationError
 from pipeline.config import PipelineConfig
 from pipeline.ops.progress import show_progress
+from pipeline.ops.report import report_after_run
 from pipeline.ops.summary import format_summary, summarize
 
 
 def run_and_report(config: PipelineConfig, run: Callable[[], object],
                    stream: TextIO = sys.stdout) -> int:
-    """Calls `run()` with progress lines, then prints the run summary.
+    """Calls `run()` with progress lines, then prints the run summary and writes the run report.
 
     Returns a process exit code: 0 if every component succeeded, 1 otherwise.
     A data validation failure is reported as one clear message, not a trace.
@@ -33,6 +34,8 @@ def run_and_report(config: PipelineConfig, run: Callable[[], object],
     summary = summarize(config)
     if summary is not None:
         stream.write("\n" + format_summary(summary, config) + "\n")
+        if config.report.enabled:
+            report_after_run(config, stream)
     if error is not None:
         if not isinstance(_root_cause(error), DataValidationError):
             logging.exception("The pipeline run failed", exc_info=error)

@@ -93,7 +93,7 @@ def read_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
 
     result: Dict[str, Dict[str, float]] = {}
     for metrics_for_slice in tfma.load_metrics(evaluation_uri):
-        name = _slice_name(metrics_for_slice.slice_key)
+        name = slice_name(metrics_for_slice.slice_key)
         values = result.setdefault(name, {})
         for kv in metrics_for_slice.metric_keys_and_values:
             # With a baseline, TFMA also reports the baseline model's metrics; skip them.
@@ -125,7 +125,8 @@ def read_validation(evaluation_uri: str) -> List[str]:
     return reasons
 
 
-def _slice_name(slice_key) -> str:
+def slice_name(slice_key) -> str:
+    """A readable slice name: \"Overall\", \"island:Biscoe\", ..."""
     parts = []
     for single in slice_key.single_slice_keys:
         value = single.bytes_value.decode() if single.HasField("bytes_value") else (

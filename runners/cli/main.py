@@ -13,6 +13,7 @@ from runners.cli.cluster import cluster
 from runners.cli.edge import edge
 from runners.cli.monitor import monitor
 from runners.cli.options import CONFIG_OPTION, SET_OPTION, config_from_options
+from runners.cli.report import report_command
 from runners.cli.runs import runs, synth_command
 from runners.cli.serving import serving
 
@@ -74,7 +75,7 @@ def schema_refresh(config_path, overrides) -> None:
     click.echo("Review the diff (git diff schema/) before the next run.")
 
 
-for group in (edge, runs, synth_command, serving, cluster, monitor):
+for group in (edge, runs, synth_command, serving, cluster, monitor, report_command):
     main.add_command(group)
 
 if __name__ == "__main__":

@@ -282,18 +282,22 @@ def main(argv: Optional[List[str]] = None) -> int:
             largest["rows"] = args.throughput_rows
             largest["replicated"] = True
         args.rows = ""
-    for rows in [int(r) for r in args.rows.split(",") if r]:
-        for mode in [m for m in args.modes.split(",") if m]:
-            work_dir = tempfile.mkdtemp(prefix=f"bench-scale-{rows}-{mode}-")
-            print(f"  {rows:,} rows, {mode}: {work_dir}", flush=True)
-            run = run_pipeline(rows, mode, work_dir)
-            print(f"    {run['seconds']:.0f} s, peak {run['peak_rss_mib']} MiB", flush=True)
-            results.pop("note", None)  # a status note about missing sizes is stale now
-            results["pipeline"][f"{rows}/{mode}"] = {k: v for k, v in run.items()
-                                                     if k not in ("transformed_train", "transform_graph")}
-            if mode == "in_memory" and (largest is None or rows >= largest["rows"]):
-                largest = run
-            _save(results)
+    from tqdm import tqdm
+
+    cases = [(int(rows), mode) for rows in args.rows.split(",") if rows
+             for mode in args.modes.split(",") if mode]
+    # One step per pipeline run (minutes each); on a terminal only (disable=None).
+    for rows, mode in tqdm(cases, unit="run", desc="scale runs", disable=None):
+        work_dir = tempfile.mkdtemp(prefix=f"bench-scale-{rows}-{mode}-")
+        tqdm.write(f"  {rows:,} rows, {mode}: {work_dir}")
+        run = run_pipeline(rows, mode, work_dir)
+        tqdm.write(f"    {run['seconds']:.0f} s, peak {run['peak_rss_mib']} MiB")
+        results.pop("note", None)  # a status note about missing sizes is stale now
+        results["pipeline"][f"{rows}/{mode}"] = {k: v for k, v in run.items()
+                                                 if k not in ("transformed_train", "transform_graph")}
+        if mode == "in_memory" and (largest is None or rows >= largest["rows"]):
+            largest = run
+        _save(results)
     if largest and not args.skip_throughput:
         throughput = input_throughput(largest["transformed_train"], largest["transform_graph"])
         throughput["source_rows"] = largest["rows"]

@@ -141,15 +141,23 @@ def write_variants(saved_model_dir: str, classifier, representative_vectors: np.
     `saved_model_dir` may be remote (an artifact URI): it is copied through `fileio`.
     """
     from tfx.utils import io_utils
+    from tqdm import tqdm
 
     os.makedirs(output_dir, exist_ok=True)
     paths = {name: os.path.join(output_dir, filename) for name, filename in VARIANT_FILES.items()}
     io_utils.copy_dir(saved_model_dir, paths[SAVED_MODEL])
-    with open(paths[FROZEN_GRAPH], "wb") as f:
-        f.write(freeze_graph(classifier))
-    for variant in TFLITE_VARIANTS:
-        with open(paths[variant], "wb") as f:
-            f.write(convert_tflite(classifier, variant, representative_vectors))
+    # On a terminal only (disable=None), and erased when done (leave=False), so a run's
+    # progress lines and logs stay as they were.
+    with tqdm(total=1 + len(TFLITE_VARIANTS), unit="variant", desc="edge variants", disable=None,
+              leave=False) as progress:
+        with open(paths[FROZEN_GRAPH], "wb") as f:
+            f.write(freeze_graph(classifier))
+        progress.update()
+        for variant in TFLITE_VARIANTS:
+            progress.set_postfix_str(variant)
+            with open(paths[variant], "wb") as f:
+                f.write(convert_tflite(classifier, variant, representative_vectors))
+            progress.update()
     return paths
 
 

@@ -3,7 +3,9 @@ per-class categories and measurements, missing rates, seeded output, and data th
 curated schema accepts."""
 
 import filecmp
+import io
 import os
+import sys
 
 import pandas as pd
 import pytest
@@ -137,3 +139,19 @@ def test_synthetic_data_passes_the_curated_schema(generated, repo_root):
     bad_anomalies = tfdv.validate_statistics(
         stats_impl.generate_statistics_in_memory(bad_batch), schema)
     assert "island" in bad_anomalies.anomaly_info
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "pipe"])
+def test_synth_shows_progress_on_a_terminal_only(tmp_path, monkeypatch, terminal):
+    stderr = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    synthetic.write_spans(str(tmp_path), 600, [1, 2], seed=3)
+    if terminal:
+        assert "synthetic rows" in stderr.getvalue() and "/600" in stderr.getvalue()
+    else:
+        assert stderr.getvalue() == ""

@@ -169,7 +169,8 @@ def read_statistics(statistics_uri: str) -> Dict[str, Dict[str, FeatureStatistic
             dataset = stats.datasets[0]
             result[split] = {s.name: s for s in (
                 _feature_statistics(feature, dataset.num_examples) for feature in dataset.features)}
-    return result
+    # train first, then the other splits by name.
+    return dict(sorted(result.items(), key=lambda item: (item[0] != "train", item[0])))
 
 
 def _feature_statistics(feature, num_examples: int) -> FeatureStatistics:

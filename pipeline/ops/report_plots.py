@@ -76,7 +76,7 @@ def slice_accuracy(metrics: Dict[str, Dict[str, float]], metric: str,
     axes = figure.add_subplot()
     for index, name in enumerate(names):
         bars = axes.barh(index, metrics[name][metric], color=TRAIN_COLOR if name == "Overall" else EVAL_COLOR)
-        bars.set_gid(f"slice-bar-{index}")
+        bars.patches[0].set_gid(f"slice-bar-{index}")
     axes.set_yticks(range(len(names)), names, fontsize=8)
     axes.invert_yaxis()
     axes.set_xlim(0, 1.0)

@@ -120,17 +120,23 @@ def write_spans(out_dir: str, rows: int, spans: Sequence[int] = (2007, 2008, 200
     """
     if rows < 1 or not spans:
         raise ValueError("rows must be at least 1 and spans must not be empty.")
+    from tqdm import tqdm
+
     profile = profile or fit_profile(source)
     paths = []
-    for i, span in enumerate(spans):
-        count = rows // len(spans) + (1 if i < rows % len(spans) else 0)
-        frame = generate(profile, count, seed=seed * 1_000_003 + span, year=span)
-        path = os.path.join(out_dir, f"span-{span}", "penguins.csv")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        # Integers without ".0" and missing values as empty fields, like the source CSVs.
-        frame.astype({k: "Int64" for k, d in _DECIMALS.items() if d == 0}).to_csv(
-            path, index=False, na_rep="")
-        paths.append(path)
+    # A progress bar on a terminal only (disable=None), so scripts and logs stay clean.
+    with tqdm(total=rows, unit="row", unit_scale=True, desc="synthetic rows", disable=None,
+              leave=False) as progress:
+        for i, span in enumerate(spans):
+            count = rows // len(spans) + (1 if i < rows % len(spans) else 0)
+            frame = generate(profile, count, seed=seed * 1_000_003 + span, year=span)
+            path = os.path.join(out_dir, f"span-{span}", "penguins.csv")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            # Integers without ".0" and missing values as empty fields, like the source CSVs.
+            frame.astype({k: "Int64" for k, d in _DECIMALS.items() if d == 0}).to_csv(
+                path, index=False, na_rep="")
+            paths.append(path)
+            progress.update(count)
     return paths
 
 

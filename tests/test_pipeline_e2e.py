@@ -9,6 +9,7 @@ import csv
 import glob
 import io
 import os
+import re
 import shutil
 
 import numpy as np
@@ -233,6 +234,10 @@ def test_bad_data_stops_before_training_and_keeps_the_pushed_model(baseline_copy
     assert {"Transform", "Trainer", "Evaluator", "Pusher"}.isdisjoint(states)
     assert any(a.column == column for a in summary.anomalies)
     assert _serving_state(serving_dir) == before
+    # The failed run still gets its report: the anomaly, and no model section.
+    html = _report_page(config, summary.run_id, output)
+    assert f"<td>{column}</td>" in html and re.search(r"Not finished: [^<]*AnomaliesGate", html)
+    assert '<section id="model">' not in html
 
 
 def test_weak_model_is_not_pushed(baseline_copy):
@@ -248,6 +253,18 @@ def test_weak_model_is_not_pushed(baseline_copy):
     assert any("sparse_categorical_accuracy" in reason for reason in summary.blessing_reasons)
     assert "Blessed: no" in output and "Pushed: no" in output
     assert _serving_state(serving_dir) == before
+    html = _report_page(config, summary.run_id, output)
+    assert 'data-blessed="false"' in html and "accuracy must be &ge; 0.9" in html
+    assert '<section id="serving">' in html and "This run pushed no model" in html
+
+
+def _report_page(config, run_id, output):
+    from pipeline.ops.report import REPORT_FILE, report_dir
+
+    path = os.path.join(report_dir(config, run_id), REPORT_FILE)
+    assert f"Report: {path}" in output
+    with open(path) as f:
+        return f.read()
 
 
 def test_tfxt_summary_reads_a_past_run(pushed_pipeline):

@@ -166,7 +166,7 @@ def browser(tmp_path_factory):
     options = Options()
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS + (f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
-                                  "--window-size=1280,1600"):
+                                  "--window-size=1280,1100"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -260,6 +260,8 @@ def _save_screenshot(browser, tmp_path):
         "const n = performance.getEntriesByType('navigation')[0]; return n.loadEventEnd - n.startTime;")
     print(f"report page loaded in {loaded_ms:.0f} ms")
     path = str(tmp_path / "report.png")
+    # The Model section: metrics, the slice plot and the confusion matrix in one view.
+    browser.execute_script("document.getElementById('model').scrollIntoView();")
     assert browser.get_screenshot_as_file(path)
     assert os.path.getsize(path) > 10_000
     target = os.environ.get("TFXT_REPORT_SCREENSHOT")

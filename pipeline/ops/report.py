@@ -115,7 +115,7 @@ def edge_section(data: ReportData) -> Optional[Section]:
 
 def serving_section(data: ReportData) -> Optional[Section]:
     summary = data.summary
-    if not summary.pushed_version and not data.serving_labels:
+    if not summary.pushed_version and not data.serving_labels and summary.blessed is None:
         return None
     return Section("serving", "Serving", "serving.html.j2", {
         "summary": summary, "labels": data.serving_labels, "model": data.pipeline_name,

@@ -214,27 +214,25 @@ def read_drift_skew(anomalies_uri: str) -> List[Dict[str, Any]]:
 
 
 def read_thresholds(evaluator_execution) -> Dict[str, Dict[str, float]]:
-    """The value and change thresholds of the eval config the Evaluator ran with."""
+    """The value and change thresholds of the eval config the Evaluator ran with, per metric."""
+    import tensorflow_model_analysis as tfma
+    from google.protobuf import json_format
+
     properties = evaluator_execution.custom_properties
     if "eval_config" not in properties:
         return {}
-    eval_config = json.loads(properties["eval_config"].string_value or "{}")
+    eval_config = json_format.Parse(properties["eval_config"].string_value, tfma.EvalConfig(),
+                                    ignore_unknown_fields=True)
     result: Dict[str, Dict[str, float]] = {}
-    for spec in eval_config.get("metrics_specs", eval_config.get("metricsSpecs", [])):
-        for metric in spec.get("metrics", []):
-            threshold = metric.get("threshold") or {}
-            name = metric.get("class_name", metric.get("className", ""))
-            entry = {}
-            lower = (threshold.get("value_threshold", threshold.get("valueThreshold")) or {}).get(
-                "lower_bound", (threshold.get("value_threshold", threshold.get("valueThreshold")) or {})
-                .get("lowerBound"))
-            if lower is not None:
-                entry["min"] = float(lower)
-            change = threshold.get("change_threshold", threshold.get("changeThreshold")) or {}
-            if "absolute" in change:
-                entry["max_drop"] = -float(change["absolute"])
+    for spec in eval_config.metrics_specs:
+        for metric in spec.metrics:
+            threshold, entry = metric.threshold, {}
+            if threshold.value_threshold.HasField("lower_bound"):
+                entry["min"] = threshold.value_threshold.lower_bound.value
+            if threshold.change_threshold.HasField("absolute"):
+                entry["max_drop"] = -threshold.change_threshold.absolute.value
             if entry:
-                result[name] = entry
+                result[metric.class_name] = entry
     return result
 
 

@@ -54,12 +54,15 @@ def test_a_run_stopped_early_shows_only_what_exists():
 
 
 def test_sections_appear_when_their_data_does():
-    drift = [{"split": "eval", "feature": "island", "kind": "drift", "measure": "L_INFTY",
-              "value": 0.31, "threshold": 0.1}]
-    decay = [("ModelDecay.decay", "/tmp/x", {"accuracy_drop": "0.04"})]
-    html = report.render(_data([_node("ExampleValidator")], drift_skew=drift, lifecycle_artifacts=decay))
+    from pipeline.components.drift_gate import Drift
+    from pipeline.ops.monitoring import DriftResult
+
+    drift = DriftResult("r", 2009, 2008, "warn", [Drift("island", "L_INFINITY", 0.31, 0.1),
+                                                   Drift("body_mass_g", "JSD", 0.01, 0.05)])
+    html = report.render(_data([_node("ExampleValidator")], drift=drift))
     assert _section_ids(html) == ["run", "drift"]
-    assert "L_INFTY" in html and "0.3100" in html and "ModelDecay.decay" in html and "accuracy_drop" in html
+    assert "span 2009 against span 2008" in html and "Drift in island (action: warn)" in html
+    assert "0.3100" in html and "body_mass_g" in html
 
 
 def test_rolled_back_versions_are_the_pushes_newer_than_stable():
@@ -105,7 +108,8 @@ def test_every_run_writes_its_report(pushed_pipeline, pushed_run_id):
     assert f"Report: {path}" in pushed_pipeline.output
     with open(path) as f:
         html = f.read()
-    assert _section_ids(html) == ["run", "data", "model", "history", "edge", "serving"]
+    # The bundled data has three spans, so the run checks drift and decay between the newest two.
+    assert _section_ids(html) == ["run", "data", "drift", "model", "history", "edge", "serving"]
 
 
 @pytest.fixture(scope="module")

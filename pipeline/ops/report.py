@@ -64,10 +64,11 @@ def data_section(data: ReportData) -> Optional[Section]:
 
 
 def drift_section(data: ReportData) -> Optional[Section]:
-    if not data.drift_skew and not data.lifecycle_artifacts:
+    if not data.drift_skew and data.drift is None and data.decay is None:
         return None
     return Section("drift", "Drift, skew and decay", "drift.html.j2", {
-        "drift_skew": data.drift_skew, "artifacts": data.lifecycle_artifacts})
+        "drift_skew": data.drift_skew, "drift": data.drift, "decay": data.decay,
+        "decay_by_model": data.decay_by_model})
 
 
 def model_section(data: ReportData) -> Optional[Section]:

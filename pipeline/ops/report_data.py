@@ -22,8 +22,6 @@ from pipeline.ops import tracking
 
 # At most this many past runs in the history plot (each costs one read of its metrics).
 HISTORY_RUNS = 50
-# Artifact type names that the report shows in its drift/skew/decay section when a run made them.
-LIFECYCLE_TYPE_WORDS = ("drift", "skew", "decay")
 
 
 @dataclasses.dataclass
@@ -65,8 +63,11 @@ class ReportData:
     anomalies: List[Anomaly] = dataclasses.field(default_factory=list)
     # TFDV's drift and skew results (ExampleValidator's anomalies), one dict per feature and kind.
     drift_skew: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
-    # Other runs' artifacts about drift, skew or decay: (type name, uri, properties).
-    lifecycle_artifacts: List[tuple] = dataclasses.field(default_factory=list)
+    # This run's drift check of its newest span and the served model's decay (pipeline.ops.monitoring),
+    # and every served model's accuracy by span: model id -> {span: accuracy}.
+    drift: Optional[Any] = None
+    decay: Optional[Any] = None
+    decay_by_model: Dict[int, Dict[int, float]] = dataclasses.field(default_factory=dict)
     # slice -> metric -> value, for the baseline model and for candidate minus baseline.
     baseline_metrics: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
     metric_diffs: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
@@ -110,7 +111,7 @@ def collect(config: PipelineConfig, run_id: Optional[str] = None) -> ReportData:
     trainer = run.node("Trainer")
     if trainer and trainer.outputs.get("model_run"):
         data.tensorboard_logdir = trainer.outputs["model_run"][0].uri
-    data.lifecycle_artifacts = _lifecycle_artifacts(run)
+    _collect_monitoring(data, config)
     return data
 
 
@@ -327,25 +328,14 @@ def _collect_edge(data: ReportData) -> None:
                 setattr(data, attribute, json.loads(f.read()))
 
 
-def _lifecycle_artifacts(run: tracking.TrackedRun) -> List[tuple]:
-    """Artifacts of this run whose type names drift, skew or decay (from lifecycle components)."""
-    found = []
-    for node in run.nodes:
-        for key, artifacts in node.outputs.items():
-            for artifact in artifacts:
-                words = f"{key} {node.node_id}".lower()
-                if any(word in words for word in LIFECYCLE_TYPE_WORDS):
-                    found.append((f"{node.node_id}.{key}", artifact.uri, _properties(artifact)))
-    return found
+def _collect_monitoring(data: ReportData, config: PipelineConfig) -> None:
+    from pipeline.ops import monitoring
 
-
-def _properties(artifact) -> Dict[str, str]:
-    result = {}
-    for name, value in sorted(artifact.custom_properties.items()):
-        kind = value.WhichOneof("value")
-        if kind in ("int_value", "double_value", "string_value"):
-            result[name] = str(getattr(value, kind))
-    return result
+    drift = monitoring.drift_results(config, data.run.run_id)
+    data.drift = drift[0] if drift else None
+    records = monitoring.decay_records(config)
+    data.decay = next((r for r in records if r.run_id == data.run.run_id), None)
+    data.decay_by_model = monitoring.accuracy_by_model(records)
 
 
 def per_class(data: ReportData) -> List[Dict[str, Any]]:

@@ -96,6 +96,18 @@ def test_a_report_failure_is_one_line_and_never_raises(tmp_path):
     assert stream.getvalue().count("\n") == 1
 
 
+def test_tensorboard_starts_with_the_locked_setuptools():
+    # `tensorboard --logdir` (linked from the report) imports this module first; it needs
+    # pkg_resources, which setuptools 81 removed (requirements.in pins setuptools<81).
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        default = importlib.import_module("tensorboard.default")
+    assert default.get_plugins()
+
+
 @pytest.fixture(scope="module")
 def pushed_run_id(pushed_pipeline):
     # Other test modules may add runs to the same store later; the first run is the pushed one.

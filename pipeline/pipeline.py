@@ -5,7 +5,8 @@ ExampleGen -> StatisticsGen -> SchemaGen / ImportSchemaGen (fingerprinted) -> Ex
 -> ServingModel (warmup requests, blessing record) -> Pusher
 (+ RunRecord first, and EdgeExport after the Evaluator when config.edge.enabled)
 (+ with two spans or more and config.monitoring.enabled: SpanExampleGen -> SpanStatisticsGen
--> DriftValidator (TFX's DistributionValidator) -> DriftGate, and ModelDecay, before Transform)
+-> DriftValidator (TFX's DistributionValidator) -> DriftGate, and ModelDecay, between
+AnomaliesGate and Transform)
 
 Every runner in `runners/` hands `create_pipeline(config)` to its orchestrator.
 Imports are the component modules themselves, not `tfx.v1`, which would pull in
@@ -133,11 +134,12 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
                 base_directory=config.serving_model_dir)),
     ).with_id("Pusher")
     monitoring = _monitoring_nodes(config, model_resolver.outputs["model"])
-    for node in monitoring[-2:]:
-        # The served model is evaluated on the new span before retraining, and drift
-        # stops the run before Transform; ModelDecay runs first, so that a run the
-        # drift gate stops still records the served model's accuracy.
-        transform.add_upstream_node(node)
+    if monitoring:
+        # After the schema check, whose findings are the more precise (a missing column
+        # would also be a drift); before Transform, so that drift stops the run before
+        # retraining and the served model is scored on the new span first.
+        monitoring[0].add_upstream_node(anomalies_gate)
+        transform.add_upstream_node(monitoring[-1])
     # Runs first, so that even a run that fails later is recorded with its config.
     run_record = make_run_record(config)
     example_gen.add_upstream_node(run_record)
@@ -182,7 +184,8 @@ def _monitoring_nodes(config: PipelineConfig, served_model: Channel) -> List:
     TFX's DistributionValidator can compare their statistics and ModelDecay can
     score the served model on each. Left out with fewer than two spans, or when
     `data_root` is remote and no spans are configured (they cannot be listed).
-    Returns the nodes, ending with ModelDecay and DriftGate.
+    Returns the nodes, from SpanExampleGen to DriftGate, which runs after ModelDecay so that a
+    run the gate stops still records the served model's accuracy.
     """
     spans = resolved_spans(config)
     if not config.monitoring.enabled or len(spans) < 2:

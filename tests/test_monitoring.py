@@ -37,7 +37,7 @@ def _statistics(frame):
     return tfdv.generate_statistics_from_dataframe(frame)
 
 
-def _validate(tmp_path, newest, previous, monitoring=MonitoringConfig()):
+def _validate(tmp_path, newest, previous, monitoring=None):
     """Runs TFX's DistributionValidator executor on two spans' statistics; returns read_drift."""
     from tfx.components.distribution_validator import executor
     from tfx.dsl.io import fileio
@@ -57,9 +57,38 @@ def _validate(tmp_path, newest, previous, monitoring=MonitoringConfig()):
     executor.Executor().Do(
         {"statistics": [statistics], "baseline_statistics": [statistics]},
         {"anomalies": [anomalies]},
-        {"distribution_validator_config": drift_gate.distribution_validator_config(monitoring),
+        {"distribution_validator_config": drift_gate.distribution_validator_config(
+            monitoring or MonitoringConfig()),
          "include_split_pairs": json_utils.dumps([[drift_gate.NEWEST_SPLIT, drift_gate.PREVIOUS_SPLIT]])})
     return drift_gate.read_drift(anomalies.uri)
+
+
+def _components(**overrides):
+    from pipeline.pipeline import create_pipeline
+
+    return {c.id: c for c in create_pipeline(load_config(overrides=overrides)).components}
+
+
+def test_monitoring_nodes_compare_the_newest_two_spans_between_the_schema_gate_and_transform():
+    components = _components()
+    validator, decay = components["DriftValidator"], components["ModelDecay"]
+    assert validator.inputs["statistics"] is validator.inputs["baseline_statistics"]
+    assert validator.inputs["statistics"].producer_component_id == "SpanStatisticsGen"
+    assert json.loads(validator.exec_properties["include_split_pairs"]) == [["newest", "previous"]]
+    assert decay.inputs["model"].producer_component_id == "latest_blessed_model_resolver"
+    assert (decay.exec_properties["newest_span"], decay.exec_properties["previous_span"]) == (2009, 2008)
+    assert components["DriftGate"].exec_properties["action"] == "stop"
+    assert "AnomaliesGate" in {c.id for c in components["SpanExampleGen"].upstream_nodes}
+    assert "ModelDecay" in {c.id for c in components["DriftGate"].upstream_nodes}
+    assert "DriftGate" in {c.id for c in components["Transform"].upstream_nodes}
+
+
+@pytest.mark.parametrize("overrides", [{"spans": [2009]}, {"monitoring": {"enabled": False}}],
+                         ids=["one-span", "disabled"])
+def test_monitoring_nodes_are_left_out_with_one_span_or_when_disabled(overrides):
+    components = _components(**overrides)
+    assert {"SpanExampleGen", "DriftValidator", "DriftGate", "ModelDecay"}.isdisjoint(components)
+    assert {"AnomaliesGate", "Transform", "Pusher"} <= set(components)
 
 
 def test_clean_spans_show_no_drift_at_the_defaults(span_frames, tmp_path):

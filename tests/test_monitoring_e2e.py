@@ -87,14 +87,21 @@ def test_the_served_models_accuracy_on_the_new_span_is_a_retrain_trigger(drifted
         served_model: {2009: second.previous_accuracy, 2010: second.newest_accuracy}}
 
 
-def test_runs_list_shows_each_models_accuracy_span_by_span(drifted_run, pushed_pipeline):
+def test_runs_show_each_models_accuracy_span_by_span(drifted_run, pushed_pipeline):
     served_model = tracking.get_run(pushed_pipeline.config, read_metrics=False).model_id
     [second] = [r for r in monitoring.decay_records(drifted_run.config) if r.evaluated]
-    result = CliRunner().invoke(main, ["runs", "list", "--config", drifted_run.config_path])
+    result = CliRunner().invoke(main, ["runs", "models", "--config", drifted_run.config_path])
     assert result.exit_code == 0, result.output
     assert (f"model #{served_model:<5} 2009: {second.previous_accuracy:.3f}  "
             f"2010: {second.newest_accuracy:.3f}") in result.output
-    assert "retrain trigger in run" in result.output
+    assert f"retrain trigger in run {second.run_id}: model #{served_model} accuracy fell" in result.output
+    result = CliRunner().invoke(main, ["runs", "list", "--config", drifted_run.config_path])
+    assert result.exit_code == 0, result.output
+    first_row, second_row = result.output.strip().splitlines()[1:]
+    assert first_row.endswith("none yet")
+    assert second_row.startswith(second.run_id) and second_row.endswith(
+        f"#{served_model} 2009: {second.previous_accuracy:.3f} -> 2010: "
+        f"{second.newest_accuracy:.3f} RETRAIN")
     listed = json.loads(CliRunner().invoke(
         main, ["runs", "list", "--json", "--config", drifted_run.config_path]).output)
     assert listed[-1]["served_model_decay"]["retrain_trigger"] is True

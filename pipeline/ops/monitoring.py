@@ -136,8 +136,19 @@ def accuracy_by_model(records: Sequence[DecayRecord]) -> Dict[int, Dict[int, flo
     return table
 
 
+def decay_cells(records: Sequence[DecayRecord]) -> Dict[str, str]:
+    """Run id -> a short text of the served model's accuracy on the run's two spans, for `tfxt runs list`."""
+    cells = {}
+    for r in records:
+        cells[r.run_id] = (
+            f"#{r.model_id} {r.previous_span}: {r.previous_accuracy:.3f} -> {r.newest_span}: "
+            f"{r.newest_accuracy:.3f}" + (" RETRAIN" if r.retrain_trigger else "")
+            if r.evaluated else "none yet")
+    return cells
+
+
 def format_decay(records: Sequence[DecayRecord]) -> str:
-    """Each served model's accuracy span by span, and the retrain triggers."""
+    """Each served model's accuracy span by span, and the retrain triggers (`tfxt runs models`)."""
     table = accuracy_by_model(records)
     if not table:
         return "Served model accuracy by span: none recorded yet (it needs a blessed model and two spans)."

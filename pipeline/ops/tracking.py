@@ -320,10 +320,15 @@ def format_hyperparameters(values: Dict[str, Any]) -> str:
     return " ".join(parts) or "-"
 
 
-def format_runs(runs: List[TrackedRun]) -> str:
-    """The run history as a text table, oldest first."""
+def format_runs(runs: List[TrackedRun], served_model: Optional[Dict[str, str]] = None) -> str:
+    """The run history as a text table, oldest first.
+
+    `served_model` (run id -> text) adds a last column: what the served model
+    scored on the run's new span (`pipeline.ops.monitoring.decay_cells`).
+    """
     header = ("RUN ID", "STARTED (UTC)", "STATE", "CONFIG", "SPANS", "HYPERPARAMETERS",
-              "MODEL", "ACCURACY", "EXAMPLES", "BLESSED", "PUSHED", "CACHED")
+              "MODEL", "ACCURACY", "EXAMPLES", "BLESSED", "PUSHED", "CACHED") + (
+        ("SERVED MODEL ON NEW SPAN",) if served_model is not None else ())
     rows = [header]
     for run in runs:
         accuracy = run.metrics.get(ACCURACY)
@@ -343,7 +348,7 @@ def format_runs(runs: List[TrackedRun]) -> str:
             (run.pushed_version + (" (reused)" if run.pushed_reused else ""))
             if run.pushed_version else "-",
             f"{len(run.cached_nodes)}/{len(run.nodes)}",
-        ))
+        ) + ((served_model.get(run.run_id, "-"),) if served_model is not None else ()))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
     return "\n".join(
         "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()

@@ -86,7 +86,7 @@ def drift_command(config_path, overrides, run_id) -> None:
 @CONFIG_OPTION
 @SET_OPTION
 def decay_command(config_path, overrides) -> None:
-    """The served models' accuracy span by span, and the retrain triggers."""
+    """The served models' accuracy span by span, and the retrain triggers (as `tfxt runs models`)."""
     config = config_from_options(config_path, overrides)
     from pipeline.ops import monitoring
 

@@ -23,8 +23,8 @@ def runs() -> None:
 @SET_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_command(config_path, overrides, as_json) -> None:
-    """Every run (id, time, config hash, spans, hyperparameters, metrics, blessing, pushed version),
-    then each served model's accuracy span by span."""
+    """Every run: id, time, config hash, spans, hyperparameters, metrics, blessing, pushed version,
+    and the served model's accuracy on the run's new span."""
     config = config_from_options(config_path, overrides)
     from pipeline.ops import monitoring, tracking
 
@@ -40,8 +40,22 @@ def list_command(config_path, overrides, as_json) -> None:
     elif not history:
         click.echo(f"No runs of '{config.pipeline_name}' in the metadata store yet.")
     else:
-        click.echo(tracking.format_runs(history))
-        click.echo("\n" + monitoring.format_decay(decay))
+        click.echo(tracking.format_runs(history, monitoring.decay_cells(decay)))
+
+
+@runs.command("models")
+@CONFIG_OPTION
+@SET_OPTION
+def models_command(config_path, overrides) -> None:
+    """Each served model's accuracy span by span (measured before retraining), and the retrain triggers."""
+    config = config_from_options(config_path, overrides)
+    from pipeline.ops import monitoring, tracking
+
+    try:
+        records = monitoring.decay_records(config)
+    except tracking.TrackingError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(monitoring.format_decay(records))
 
 
 @runs.command("show")

@@ -45,7 +45,7 @@ def _validate(tmp_path, newest, previous, monitoring=None):
     from tfx.utils import json_utils
 
     statistics = standard_artifacts.ExampleStatistics()
-    statistics.uri = str(tmp_path / "statistics")
+    statistics.uri = os.path.join(str(tmp_path), "statistics")
     statistics.split_names = artifact_utils.encode_split_names(
         [drift_gate.NEWEST_SPLIT, drift_gate.PREVIOUS_SPLIT])
     for split, frame in ((drift_gate.NEWEST_SPLIT, newest), (drift_gate.PREVIOUS_SPLIT, previous)):
@@ -53,7 +53,7 @@ def _validate(tmp_path, newest, previous, monitoring=None):
         with fileio.open(os.path.join(statistics.uri, f"Split-{split}", "FeatureStats.pb"), "wb") as f:
             f.write(_statistics(frame).SerializeToString())
     anomalies = standard_artifacts.ExampleAnomalies()
-    anomalies.uri = str(tmp_path / "anomalies")
+    anomalies.uri = os.path.join(str(tmp_path), "anomalies")
     executor.Executor().Do(
         {"statistics": [statistics], "baseline_statistics": [statistics]},
         {"anomalies": [anomalies]},
@@ -148,6 +148,14 @@ def test_the_gate_stops_with_one_line_per_drifted_feature_or_warns(span_frames, 
                                  "Jensen-Shannon divergence ")
     assert first_line.endswith("> threshold 0.2")
     assert _gate(str(tmp_path / "anomalies"), "warn") is None
+
+
+def test_drift_is_read_and_acted_on_through_fileio_on_a_non_local_filesystem(span_frames, ram_filesystem):
+    base = ram_filesystem + "monitoring/drift"
+    drifts = _validate(base, span_frames["shifted"], span_frames[2011])
+    assert [d.feature for d in drifts if d.drifted] == ["body_mass_g"]
+    with pytest.raises(drift_gate.DriftError):
+        _gate(base + "/anomalies", "stop")
 
 
 def test_the_gate_passes_clean_spans(span_frames, tmp_path):

@@ -9,6 +9,7 @@ takes the result and reads nothing else.
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -35,13 +36,20 @@ class Hyperparameters:
 
 @dataclasses.dataclass(frozen=True)
 class EvalThresholds:
-    """Evaluator gates: a model is blessed only if it passes both."""
+    """Evaluator gates: a model is blessed only if it passes every one.
+
+    The first two apply to the Overall slice only; the slice gate is opt-in.
+    """
 
     # Overall accuracy the candidate must reach.
     min_accuracy: float = 0.9
-    # How much accuracy may drop against the current blessed baseline
+    # How much overall accuracy may drop against the current blessed baseline
     # (absolute; 0.02 = two points).
     max_accuracy_drop: float = 0.02
+    # Opt-in: accuracy every slice of models.features.SLICE_KEYS must reach (0 = no slice gate).
+    slice_min_accuracy: float = 0.0
+    # Slices with fewer eval examples than this are reported but not gated (too noisy).
+    slice_min_examples: int = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,6 +308,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[Mapping[str, Any
     if overrides:
         values = _merge(values, dict(overrides))
     config = _build(PipelineConfig, values, "config")
+    _check_paths_set(config)
     config = _absolute_paths(config, base_dir or os.getcwd())
     validate(config)
     if require_schema and "://" not in config.schema_path and not os.path.isfile(config.schema_path):
@@ -321,15 +330,25 @@ def validate(config: PipelineConfig) -> None:
     for name in ("batch_size", "train_steps", "eval_steps"):
         if getattr(hp, name) < 1:
             raise ConfigError(f"hyperparameters.{name} must be at least 1, got {getattr(hp, name)}.")
-    if hp.learning_rate <= 0:
-        raise ConfigError(f"hyperparameters.learning_rate must be positive, got {hp.learning_rate}.")
+    if not math.isfinite(hp.learning_rate) or hp.learning_rate <= 0:
+        raise ConfigError(f"hyperparameters.learning_rate must be a positive number, got {hp.learning_rate}.")
+    if not 0.0 <= hp.dropout < 1.0:
+        raise ConfigError(f"hyperparameters.dropout must lie in [0, 1) (the fraction of units dropped), "
+                          f"got {hp.dropout}.")
+    if config.seed < 0:
+        raise ConfigError(f"seed must be 0 or more, got {config.seed}.")
     if not hp.hidden_units or any(u < 1 for u in hp.hidden_units):
         raise ConfigError(f"hyperparameters.hidden_units must be positive sizes, got {hp.hidden_units}.")
     for name in ("max_trials", "train_steps", "eval_steps"):
         if getattr(config.tuner, name) < 1:
             raise ConfigError(f"tuner.{name} must be at least 1, got {getattr(config.tuner, name)}.")
-    if not 0.0 <= config.thresholds.min_accuracy <= 1.0:
-        raise ConfigError("thresholds.min_accuracy must lie in [0, 1].")
+    if config.thresholds.slice_min_examples < 1:
+        raise ConfigError("thresholds.slice_min_examples must be at least 1, "
+                          f"got {config.thresholds.slice_min_examples}.")
+    for name in ("min_accuracy", "max_accuracy_drop", "slice_min_accuracy"):
+        value = getattr(config.thresholds, name)
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"thresholds.{name} must lie in [0, 1] (0.02 = two points), got {value}.")
     if not 0.0 <= config.edge.max_accuracy_drop <= 1.0:
         raise ConfigError(f"edge.max_accuracy_drop must lie in [0, 1] (0.01 = one point), "
                           f"got {config.edge.max_accuracy_drop}.")
@@ -378,6 +397,14 @@ def _check_validation(validation: ValidationConfig) -> None:
     for name, fraction in fractions.items():
         if not 0.0 <= fraction <= 1.0:
             raise ConfigError(f"{name} must lie in [0, 1] (0.1 = 10% blank), got {fraction}.")
+
+
+def _check_paths_set(config: PipelineConfig) -> None:
+    """An empty path would silently mean the working directory (outputs in the repo root)."""
+    for name in ("output_dir", "data_root", "schema_path"):
+        if not getattr(config, name).strip():
+            raise ConfigError(f"{name} is empty: set it to a folder or file path (default "
+                              f"{getattr(PipelineConfig(), name)!r}).")
 
 
 def _check_orchestration(orchestration: Orchestration) -> None:
@@ -460,6 +487,11 @@ def _check_spans(config: PipelineConfig) -> None:
     missing = sorted(set(wanted) - set(present))
     if missing:
         raise ConfigError(f"spans {missing} are not in {config.data_root} (present: {list(present)}).")
+    for span in wanted:
+        folder = os.path.join(config.data_root, f"span-{span}")
+        if not any(name.endswith(".csv") for name in os.listdir(folder)):
+            raise ConfigError(f"Span folder {folder} holds no .csv file: add the span's CSV or remove "
+                              "the folder (or leave the span out of `spans`).")
     import fnmatch
 
     selected = tuple(s for s in present

@@ -10,11 +10,15 @@ The config comes from the file named by $TFXT_CONFIG (YAML or JSON), if set.
 import os
 import sys
 
-from pipeline.config import load_config
+from pipeline.config import ConfigError, load_config
 
 
 def main() -> int:
-    config = load_config(os.environ.get("TFXT_CONFIG"))
+    try:
+        config = load_config(os.environ.get("TFXT_CONFIG"))
+    except ConfigError as e:
+        print(f"Config error: {e}", file=sys.stderr)
+        return 2
     # Heavy imports only once the config is valid, so a bad config fails in a second.
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 

@@ -34,10 +34,16 @@ def parse_overrides(overrides: Tuple[str, ...]) -> dict:
     return values
 
 
+class ConfigUsageError(click.ClickException):
+    """A bad config: one line (`Error: ...`) and exit code 2, like the runner files."""
+
+    exit_code = 2
+
+
 def config_from_options(config_path: Optional[str], overrides: Tuple[str, ...],
                         require_schema: bool = True):
     """The validated config from a file plus FIELD=VALUE overrides (dots nest)."""
     try:
         return load_config(config_path, parse_overrides(overrides), require_schema=require_schema)
     except ConfigError as e:
-        raise click.UsageError(str(e)) from None
+        raise ConfigUsageError(str(e)) from None

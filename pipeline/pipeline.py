@@ -39,7 +39,7 @@ from tfx.types.standard_artifacts import Model, ModelBlessing
 
 from models import features
 from pipeline import mlmd
-from pipeline.components import drift_gate
+from pipeline.components import drift_gate, slice_gate
 from pipeline.components import example_gen as csv_example_gen
 from pipeline.components.anomalies_gate import AnomaliesGate
 from pipeline.components.edge_export import EdgeExport
@@ -216,16 +216,34 @@ def _monitoring_nodes(config: PipelineConfig, served_model: Channel) -> List:
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """TFMA config: accuracy gates, per-class precision/recall, a confusion matrix, slices from `features`."""
+    """TFMA config: accuracy gates, per-class precision/recall, a confusion matrix, slices from `features`.
+
+    The value and change thresholds gate the Overall slice only: on a small slice one more
+    wrong prediction can move accuracy by several points. The per-slice gate is opt-in
+    (`thresholds.slice_min_accuracy`) and skips slices under `thresholds.slice_min_examples`.
+    """
     thresholds = config.thresholds
-    accuracy_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": thresholds.min_accuracy}),
-        # A baseline exists from the second blessed run on; until then TFMA
-        # skips change thresholds.
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -thresholds.max_accuracy_drop}),
-    )
+    overall_threshold = tfma.PerSliceMetricThreshold(
+        slicing_specs=[tfma.SlicingSpec()],
+        threshold=tfma.MetricThreshold(
+            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": thresholds.min_accuracy}),
+            # A baseline exists from the second blessed run on; until then TFMA
+            # skips change thresholds.
+            change_threshold=tfma.GenericChangeThreshold(
+                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                absolute={"value": -thresholds.max_accuracy_drop})))
+    gated_metrics = [
+        tfma.MetricConfig(class_name="ExampleCount"),
+        tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[overall_threshold]),
+    ]
+    if thresholds.slice_min_accuracy > 0:
+        gated_metrics.append(tfma.MetricConfig(
+            class_name=slice_gate.SliceGateAccuracy.__name__, module=slice_gate.__name__,
+            config=json.dumps({"min_examples": thresholds.slice_min_examples}),
+            per_slice_thresholds=[tfma.PerSliceMetricThreshold(
+                slicing_specs=[tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_KEYS],
+                threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+                    lower_bound={"value": thresholds.slice_min_accuracy})))]))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name="serving_default",
@@ -236,10 +254,7 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         slicing_specs=[tfma.SlicingSpec()]
         + [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_KEYS],
         metrics_specs=[
-            tfma.MetricsSpec(metrics=[
-                tfma.MetricConfig(class_name="ExampleCount"),
-                tfma.MetricConfig(class_name="SparseCategoricalAccuracy",
-                                  threshold=accuracy_threshold),
+            tfma.MetricsSpec(metrics=gated_metrics + [
                 # The confusion matrix the run report draws (pipeline/ops/report.py).
                 tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
             ]),

@@ -227,11 +227,16 @@ def read_thresholds(evaluator_execution) -> Dict[str, Dict[str, float]]:
     result: Dict[str, Dict[str, float]] = {}
     for spec in eval_config.metrics_specs:
         for metric in spec.metrics:
-            threshold, entry = metric.threshold, {}
-            if threshold.value_threshold.HasField("lower_bound"):
-                entry["min"] = threshold.value_threshold.lower_bound.value
-            if threshold.change_threshold.HasField("absolute"):
-                entry["max_drop"] = -threshold.change_threshold.absolute.value
+            # The gates hold for the Overall slice (per_slice_thresholds with an empty SlicingSpec,
+            # see pipeline.pipeline.eval_config); a plain `threshold` would hold for every slice.
+            overall = [t.threshold for t in metric.per_slice_thresholds
+                       if tfma.SlicingSpec() in t.slicing_specs]
+            entry = {}
+            for threshold in [metric.threshold] + overall:
+                if threshold.value_threshold.HasField("lower_bound"):
+                    entry["min"] = threshold.value_threshold.lower_bound.value
+                if threshold.change_threshold.HasField("absolute"):
+                    entry["max_drop"] = -threshold.change_threshold.absolute.value
             if entry:
                 result[metric.class_name] = entry
     return result

@@ -114,15 +114,38 @@ def read_validation(evaluation_uri: str) -> List[str]:
 
     if not any(name.startswith("validations") for name in fileio.listdir(evaluation_uri)):
         return []
-    result = tfma.load_validation_result(evaluation_uri)
+    return validation_reasons(tfma.load_validation_result(evaluation_uri))
+
+
+def validation_reasons(result) -> List[str]:
+    """One line per failed threshold of a TFMA ValidationResult: slice, metric, value, threshold."""
     reasons = []
     for per_slice in result.metric_validations_per_slice:
+        where = slice_name(per_slice.slice_key)
         for failure in per_slice.failures:
-            reasons.append(f"{failure.metric_key.name}"
-                           f"{' (change vs baseline)' if failure.metric_key.is_diff else ''}"
-                           f" = {failure.metric_value.double_value.value:.4f} "
-                           f"fails {failure.message or 'its threshold'}")
+            key = failure.metric_key
+            reasons.append(f"{where}: {key.name}"
+                           f"{' change vs baseline' if key.is_diff else ''}"
+                           f" = {failure.metric_value.double_value.value:.4f}, "
+                           f"{_threshold_text(failure.metric_threshold)}"
+                           + (f" ({failure.message.strip()})" if failure.message.strip() else ""))
     return reasons
+
+
+def _threshold_text(threshold) -> str:
+    """`needs >= 0.9`, `needs <= 1.0`, or `needs >= -0.02 (at most 0.02 drop)`."""
+    parts = []
+    if threshold.HasField("value_threshold"):
+        bounds = threshold.value_threshold
+        if bounds.HasField("lower_bound"):
+            parts.append(f"needs >= {bounds.lower_bound.value:g}")
+        if bounds.HasField("upper_bound"):
+            parts.append(f"needs <= {bounds.upper_bound.value:g}")
+    if threshold.HasField("change_threshold") and threshold.change_threshold.HasField("absolute"):
+        limit = threshold.change_threshold.absolute.value
+        parts.append(f"needs >= {limit:g} (a drop of at most {abs(limit):g})" if limit <= 0
+                     else f"needs >= {limit:g}")
+    return " and ".join(parts) or "fails its threshold"
 
 
 def slice_name(slice_key) -> str:
@@ -171,8 +194,11 @@ def format_summary(summary: RunSummary, config: Optional[PipelineConfig] = None)
     elif summary.blessed:
         why = ""
         if config:
-            why = (f" (accuracy >= {config.thresholds.min_accuracy} and no drop over "
-                   f"{config.thresholds.max_accuracy_drop} against the baseline)")
+            gates = config.thresholds
+            slices = (f"; every slice of {gates.slice_min_examples}+ examples >= {gates.slice_min_accuracy}"
+                      if gates.slice_min_accuracy else "")
+            why = (f" (overall accuracy >= {gates.min_accuracy} and no drop over "
+                   f"{gates.max_accuracy_drop} against the baseline{slices})")
         lines.append(f"Blessed: yes{why}")
     else:
         lines.append("Blessed: no")

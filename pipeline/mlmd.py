@@ -77,14 +77,15 @@ def run_executions(store: metadata_store.MetadataStore, pipeline_name: str,
                         key=lambda e: (e.create_time_since_epoch, e.id))
     result = []
     for execution in executions:
-        node_id = _node_id(store, execution, pipeline_name)
+        node_id = execution_node_id(store, execution, pipeline_name)
         seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
         state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
         result.append(NodeExecution(node_id, state, seconds, execution, _outputs(store, execution)))
     return result
 
 
-def _node_id(store, execution, pipeline_name: str) -> str:
+def execution_node_id(store, execution, pipeline_name: str) -> str:
+    """The node id (component id) an execution ran; its type name if it has no node context."""
     prefix = pipeline_name + "."
     for context in store.get_contexts_by_execution(execution.id):
         if context.name.startswith(prefix) and store.get_context_types_by_id(

@@ -104,7 +104,7 @@ def adapted(tmp_path_factory):
 
 def test_old_schema_stops_the_new_data_at_validation(adapted):
     _, _, first, _, _ = adapted
-    assert first.returncode == 1, first.stdout[-3000:]
+    assert first.returncode == 4, first.stdout[-3000:]  # data stopped (README, Exit codes)
     assert "Run FAILED" in first.stdout and "column 'weight_g'" in first.stdout
 
 

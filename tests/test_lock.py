@@ -115,3 +115,22 @@ def test_mysql_store_lock_excludes_a_second_process(mariadb, tmp_path):
 
 def test_mysql_store_lock_is_freed_when_its_holder_is_killed(mariadb, tmp_path):
     _check_killed_holder_frees_the_lock(_values(tmp_path, _mysql(mariadb)))
+
+
+def test_a_second_run_is_refused_naming_the_holder_and_runs_nothing(tmp_path):
+    import io
+
+    from pipeline.ops.run import EXIT_BUSY, run_and_report
+
+    values = _values(tmp_path)
+    holder = _start_holder(values)
+    ran = []
+    try:
+        stream = io.StringIO()
+        code = run_and_report(load_config(overrides=values), lambda: ran.append(True), stream)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == EXIT_BUSY and not ran
+    assert stream.getvalue().startswith("Run REFUSED: Pipeline 'penguin' is busy")
+    assert f"pid {holder.pid}" in stream.getvalue() and len(stream.getvalue().splitlines()) == 1

@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import time
-from typing import Dict, Iterator, Optional, TextIO
+from typing import Callable, Dict, Iterator, Optional, TextIO
 
 from absl import logging as absl_logging
 
@@ -23,11 +23,18 @@ _FINISHED = re.compile(r"^(?:Component|node) (\S+) is finished\.$")
 class ProgressHandler(logging.Handler):
     """Turns the runners' start/finish log lines into progress lines."""
 
-    def __init__(self, stream: TextIO):
+    def __init__(self, stream: TextIO, on_start: Optional[Callable[[str], None]] = None):
         super().__init__(level=logging.INFO)
         self.stream = stream
+        self.on_start = on_start
         self.started: Dict[str, float] = {}
         self.durations: Dict[str, float] = {}
+
+    @property
+    def running(self) -> Optional[str]:
+        """The component that started last and has not finished, if any."""
+        unfinished = [node for node in self.started if node not in self.durations]
+        return unfinished[-1] if unfinished else None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -38,6 +45,8 @@ class ProgressHandler(logging.Handler):
             node = match.group(1)
             self.started[node] = time.monotonic()
             self._print(f"▶ {node} running ...")
+            if self.on_start is not None:
+                self.on_start(node)
         elif match := _FINISHED.match(message):
             node = match.group(1)
             self.durations[node] = time.monotonic() - self.started.get(node, time.monotonic())
@@ -49,14 +58,14 @@ class ProgressHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def show_progress(stream: TextIO = sys.stdout,
-                  log_path: Optional[str] = None) -> Iterator[ProgressHandler]:
-    """Prints component progress while the block runs.
+def show_progress(stream: TextIO = sys.stdout, log_path: Optional[str] = None,
+                  on_start: Optional[Callable[[str], None]] = None) -> Iterator[ProgressHandler]:
+    """Prints component progress while the block runs; calls `on_start(node_id)` as each starts.
 
     With `log_path`, TFX's full INFO log goes to that file and the console
     keeps only errors, so the progress lines stay readable.
     """
-    handler = ProgressHandler(stream)
+    handler = ProgressHandler(stream, on_start)
     logger = logging.getLogger()  # absl logs through the root logger
     previous_level = logger.level
     quieted = []

@@ -174,10 +174,11 @@ def write_report(config: PipelineConfig, run_id: Optional[str] = None) -> str:
     return path
 
 
-def report_after_run(config: PipelineConfig, stream: TextIO) -> Optional[str]:
-    """`write_report` for the latest run, printing its path; a failure is one log line, never raised."""
+def report_after_run(config: PipelineConfig, stream: TextIO, run_id: Optional[str] = None) -> Optional[str]:
+    """`write_report` for `run_id` (default: the latest run), printing its path; a failure is one
+    log line, never raised."""
     try:
-        path = write_report(config)
+        path = write_report(config, run_id)
     except Exception as e:  # noqa: BLE001 - a report must never change a run's outcome
         logging.warning("The run report was not written: %s", e)
         stream.write(f"Report: not written ({type(e).__name__}: {e})\n")

@@ -24,6 +24,7 @@ from ml_metadata.proto import metadata_store_pb2
 from pipeline import mlmd
 from pipeline.components import run_record
 from pipeline.config import PipelineConfig, load_config
+from pipeline.ops import run_state
 
 ACCURACY = "sparse_categorical_accuracy"
 # The node id of `pipeline.components.run_record.RunRecord`, and what it records instead of a password.
@@ -62,7 +63,7 @@ class TrackedRun:
 
     run_id: str
     started: datetime.datetime
-    state: str  # COMPLETE, FAILED or RUNNING (any node not finished)
+    state: str  # COMPLETE, FAILED, RUNNING (any node not finished) or INTERRUPTED
     config: Optional[Dict[str, Any]]  # None for runs made before RunRecord existed
     config_fingerprint: Optional[str]
     spans: List[int]
@@ -111,9 +112,7 @@ def get_run(config: PipelineConfig, run_id: Optional[str] = None,
 def _tracked_run(store, config: PipelineConfig, run_id: str, read_metrics: bool) -> TrackedRun:
     context = store.get_context_by_type_and_name(mlmd.RUN_CONTEXT, run_id)
     nodes = mlmd.run_executions(store, config.pipeline_name, run_id)
-    states = {n.state for n in nodes}
-    state = ("FAILED" if "FAILED" in states else
-             "COMPLETE" if states <= {"COMPLETE", "CACHED"} else "RUNNING")
+    state = _run_state(context, {n.state for n in nodes})
     run = TrackedRun(
         run_id=run_id,
         started=datetime.datetime.fromtimestamp(context.create_time_since_epoch / 1000,
@@ -144,6 +143,18 @@ def _tracked_run(store, config: PipelineConfig, run_id: str, read_metrics: bool)
         if pushed.get("pushed") and pushed["pushed"].int_value == 1:
             run.pushed_version = pushed["pushed_version"].string_value
     return run
+
+
+def _run_state(context, states) -> str:
+    """COMPLETE, FAILED, RUNNING, or INTERRUPTED: stopped by a signal, or its process is gone."""
+    if run_state.recorded_state(context) == run_state.INTERRUPTED or "CANCELED" in states:
+        return run_state.INTERRUPTED
+    if "FAILED" in states:
+        return "FAILED"
+    if states <= {"COMPLETE", "CACHED"}:
+        return "COMPLETE"
+    # Executions still RUNNING: a live run, or one killed outright (SIGKILL, a lost machine).
+    return run_state.INTERRUPTED if run_state.process_is_gone(context) else "RUNNING"
 
 
 def _hyperparameters(store, trainer: Optional[mlmd.NodeExecution]) -> Dict[str, Any]:

@@ -52,6 +52,26 @@ def summary(config_path, overrides, run_id) -> None:
     click.echo(format_summary(result, config))
 
 
+@main.command()
+@CONFIG_OPTION
+@SET_OPTION
+@click.option("--dry-run", is_flag=True, help="List the folders, remove nothing.")
+def gc(config_path, overrides, dry_run) -> None:
+    """Remove artifact folders under the pipeline root that ML Metadata does not reference."""
+    config = config_from_options(config_path, overrides)
+    from pipeline.ops.gc import collect_garbage
+    from pipeline.ops.lock import LockHeldError
+
+    try:
+        folders = collect_garbage(config, dry_run=dry_run)
+    except LockHeldError as e:
+        raise click.ClickException(str(e)) from None
+    verb = "Would remove" if dry_run else "Removed"
+    click.echo(f"{verb} {len(folders)} unreferenced artifact folder(s)" + (":" if folders else "."))
+    for folder in folders:
+        click.echo(f"  {folder}")
+
+
 @main.group()
 def schema() -> None:
     """Manage the curated schema."""

@@ -39,6 +39,7 @@ from tfx.types.standard_artifacts import Model, ModelBlessing
 
 from models import features
 from pipeline import mlmd
+from pipeline.code_fingerprint import code_fingerprint
 from pipeline.components import drift_gate, slice_gate
 from pipeline.components import example_gen as csv_example_gen
 from pipeline.components.anomalies_gate import AnomaliesGate
@@ -85,11 +86,13 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         examples=example_gen.outputs["examples"],
         schema=curated_schema,
         preprocessing_fn=config.preprocessing_fn,
+        # Edited user code must not be served from the cache (pipeline/code_fingerprint.py).
+        custom_config={"code_fingerprint": code_fingerprint(config.preprocessing_fn)},
     )
     transform.add_upstream_node(anomalies_gate)
     tuner = tuner_component(
         config, transform.outputs["transformed_examples"], transform.outputs["transform_graph"],
-        curated_schema) if config.tuner.enabled else None
+        curated_schema, code_fingerprint(config.tuner.tuner_fn)) if config.tuner.enabled else None
     hp = config.hyperparameters
     trainer = Trainer(
         run_fn=config.run_fn,
@@ -109,6 +112,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
             "strategy": config.strategy,
             "seed": config.seed,
             "deterministic_ops": config.deterministic_ops,
+            "code_fingerprint": code_fingerprint(config.run_fn),
         },
     )
     model_resolver = resolver.Resolver(

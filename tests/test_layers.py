@@ -21,7 +21,8 @@ LAYERS = [
     ("serving", ("serving",)),
     ("edge", ("edge",)),
     ("components", ("pipeline.components",)),
-    ("pipeline definition", ("pipeline.pipeline", "pipeline.orchestration", "pipeline.mlmd")),
+    ("pipeline definition", ("pipeline.pipeline", "pipeline.orchestration", "pipeline.mlmd",
+                             "pipeline.code_fingerprint")),
     ("operations", ("pipeline.ops",)),
     ("entry points", ("runners",)),
 ]

@@ -17,8 +17,13 @@ from pipeline.config import PipelineConfig
 SINGLE_PROCESS_STRATEGIES = ("one_device", "mirrored")
 
 
-def tuner_component(config: PipelineConfig, examples, transform_graph, schema) -> Tuner:
-    """A Tuner over Transform's outputs; None of its values are read outside `config`."""
+def tuner_component(config: PipelineConfig, examples, transform_graph, schema,
+                    code_fingerprint: str = "") -> Tuner:
+    """A Tuner over Transform's outputs; None of its values are read outside `config`.
+
+    `code_fingerprint` (of the tuning code) goes into its custom_config, so that edited
+    tuning code is not served from the cache.
+    """
     hyperparameters = dataclasses.asdict(config.hyperparameters)
     hyperparameters["hidden_units"] = list(config.hyperparameters.hidden_units)
     strategy = config.strategy if config.strategy in SINGLE_PROCESS_STRATEGIES else "one_device"
@@ -35,5 +40,6 @@ def tuner_component(config: PipelineConfig, examples, transform_graph, schema) -
             "seed": config.seed,
             "deterministic_ops": config.deterministic_ops,
             "tuner": {"max_trials": config.tuner.max_trials},
+            "code_fingerprint": code_fingerprint,
         },
     )

@@ -31,6 +31,7 @@ RUN_TO_TRANSFORM = """
 import os
 from pipeline.config import load_config
 config = load_config(os.environ["TFXT_CONFIG"])
+os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.pipeline import RunOptions
 from pipeline.pipeline import create_pipeline

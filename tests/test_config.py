@@ -149,3 +149,18 @@ def test_every_entry_point_refuses_a_bad_config_in_one_line_before_tensorflow(
     assert lines[-1] == "HEAVY=", "TensorFlow or TFX was imported before the config was checked"
     assert process.returncode == expected_code, lines
     assert len(lines) == 2 and "learning_rate must be a positive number, got nan" in lines[0], lines
+
+
+def test_schema_refresh_without_runs_says_which_config_it_needs(tmp_path):
+    from click.testing import CliRunner
+
+    from runners.cli.main import main
+
+    options = ["--set", f"output_dir={tmp_path}", "--set", f"data_root={DATA_ROOT}",
+               "--set", f"schema_path={SCHEMA_PATH}"]
+    result = CliRunner().invoke(main, ["schema", "refresh", *options], env={"TFXT_CONFIG": None})
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("Config: built-in defaults (no --config, no TFXT_CONFIG)")
+    assert len(lines) == 2 and lines[1].startswith("Error: No runs of pipeline 'penguin' on ")
+    assert "same config (--config FILE or TFXT_CONFIG)" in lines[1]

@@ -22,7 +22,7 @@ from pipeline import mlmd
 from pipeline.config import load_config
 from pipeline.ops import tracking
 from pipeline.ops.run import run_and_report
-from tests.conftest import REPO_ROOT, RUN_TIMEOUT_SECONDS, write_config
+from tests.conftest import DATA_ROOT, REPO_ROOT, RUN_TIMEOUT_SECONDS, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -137,3 +137,20 @@ def _cli():
     from runners.cli.main import main
 
     return main
+
+
+def test_schema_refresh_reads_only_runs_of_the_configured_data(interrupted_runs, tmp_path):
+    """The store holds runs on the bundled data; a config for other data must not take their schema."""
+    import dataclasses
+    import shutil
+
+    from pipeline.ops.schema_refresh import latest_inferred_schema_uri
+
+    config, _, _ = interrupted_runs
+    assert os.path.isdir(latest_inferred_schema_uri(config))  # SchemaGen ran before Transform
+    other_data = tmp_path / "fruit"
+    shutil.copytree(os.path.join(DATA_ROOT, "span-2007"), other_data / "span-2007")
+    with pytest.raises(LookupError) as missing:
+        latest_inferred_schema_uri(dataclasses.replace(config, data_root=str(other_data)))
+    assert f"on {other_data} in {config.metadata_path}" in str(missing.value)
+    assert "TFXT_CONFIG" in str(missing.value) and "\n" not in str(missing.value)

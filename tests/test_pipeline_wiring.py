@@ -1,6 +1,7 @@
 """The pipeline's components and their wiring, without running anything."""
 
 import pytest
+import tensorflow_model_analysis as tfma
 from tfx.proto import pusher_pb2
 
 from models import features
@@ -97,8 +98,12 @@ def test_eval_config_slices_and_gates_derive_from_features(config):
     assert sliced == [[]] + [[k] for k in features.SLICE_KEYS]
     accuracy = next(m for m in evaluation.metrics_specs[0].metrics
                     if m.class_name == "SparseCategoricalAccuracy")
-    assert accuracy.threshold.value_threshold.lower_bound.value == config.thresholds.min_accuracy
-    assert accuracy.threshold.change_threshold.absolute.value == -config.thresholds.max_accuracy_drop
+    # Both gates hold for the Overall slice only (tests/test_gates.py checks TFMA's verdicts).
+    assert not accuracy.HasField("threshold")
+    (overall,) = accuracy.per_slice_thresholds
+    assert list(overall.slicing_specs) == [tfma.SlicingSpec()]
+    assert overall.threshold.value_threshold.lower_bound.value == config.thresholds.min_accuracy
+    assert overall.threshold.change_threshold.absolute.value == -config.thresholds.max_accuracy_drop
     class_ids = list(evaluation.metrics_specs[1].binarize.class_ids.values)
     assert class_ids == list(range(len(features.LABEL_CLASSES)))
 

@@ -10,7 +10,6 @@ is marked as absent in the SERVING environment.
 import os
 from typing import List
 
-from pipeline import mlmd
 from pipeline.config import PipelineConfig
 
 HEADER = """\
@@ -21,16 +20,42 @@ HEADER = """\
 """
 
 
+# Said whenever no inference can be found: the usual cause is running with another config.
+_SAME_CONFIG = ("run the pipeline on the new data first (it stops at validation, after SchemaGen), "
+                "then refresh with the same config (--config FILE or TFXT_CONFIG).")
+
+
 def latest_inferred_schema_uri(config: PipelineConfig) -> str:
-    """URI of the newest SchemaGen output recorded in ML Metadata."""
-    store = mlmd.open_store(config)
-    for run_id in reversed(mlmd.run_ids(store, config.pipeline_name)):
-        for node in mlmd.run_executions(store, config.pipeline_name, run_id):
-            if node.node_id == "SchemaGen" and node.outputs.get("schema"):
-                return node.outputs["schema"][0].uri
-    raise LookupError(
-        f"No SchemaGen output for pipeline '{config.pipeline_name}' in {config.metadata_path}: "
-        "run the pipeline on the new data first (it stops at validation, after SchemaGen).")
+    """URI of the newest SchemaGen output recorded in ML Metadata for `config`'s data.
+
+    Only runs that read `config.data_root` count (their RunRecord says so), so a refresh with
+    the wrong config cannot silently take another data set's schema.
+
+    Raises:
+      LookupError: no such run; the message names the pipeline, data and what to do.
+    """
+    from pipeline.ops import tracking
+
+    where = f"pipeline '{config.pipeline_name}' on {config.data_root}"
+    try:
+        runs = tracking.list_runs(config, read_metrics=False)
+    except tracking.TrackingError as e:
+        raise LookupError(f"{e} ({_SAME_CONFIG})") from None
+    if not runs:
+        raise LookupError(f"No runs of {where} in {_store_name(config)}: {_SAME_CONFIG}")
+    for run in reversed(runs):
+        if run.config is not None and run.config.get("data_root") != config.data_root:
+            continue
+        node = run.node("SchemaGen")
+        if node is not None and node.outputs.get("schema"):
+            return node.outputs["schema"][0].uri
+    raise LookupError(f"No SchemaGen output of {where} in {_store_name(config)}: {_SAME_CONFIG}")
+
+
+def _store_name(config: PipelineConfig) -> str:
+    if config.metadata.backend == "sqlite":
+        return config.metadata_path
+    return f"mysql://{config.metadata.host}:{config.metadata.port}/{config.metadata.database}"
 
 
 def refresh_schema(config: PipelineConfig) -> List[str]:

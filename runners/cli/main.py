@@ -85,6 +85,8 @@ def schema_refresh(config_path, overrides) -> None:
     config = config_from_options(config_path, overrides, require_schema=False)
     from pipeline.ops.schema_refresh import refresh_schema
 
+    click.echo(f"Config: {config_path or 'built-in defaults (no --config, no TFXT_CONFIG)'}; "
+               f"pipeline '{config.pipeline_name}', data {config.data_root}")
     try:
         changes = refresh_schema(config)
     except LookupError as e:

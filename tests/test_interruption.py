@@ -13,7 +13,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from typing import List
 
 import pytest
 from click.testing import CliRunner
@@ -43,34 +45,38 @@ def _run_until(config, config_path: str, directory: str, component: str, signum:
         [sys.executable, os.path.join(REPO_ROOT, "runners", "local_runner.py")], cwd=directory,
         env={**os.environ, "TFXT_CONFIG": config_path}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
-    lines = []
+    lines: List[str] = []
+    # Drains the output while this thread watches ML Metadata, so the runner never blocks on it.
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
     try:
-        for line in process.stdout:
-            lines.append(line)
-            if f"▶ {component} running" in line:
-                _wait_for_running_execution(config, component, process)
-                process.send_signal(signum)
-                break
-        lines.append(process.communicate(timeout=RUN_TIMEOUT_SECONDS)[0])
+        _wait_for_running_execution(config, component, process, lines)
+        process.send_signal(signum)
+        process.wait(timeout=RUN_TIMEOUT_SECONDS)
+        reader.join(timeout=60)
     finally:
         process.kill()
         process.wait()
     return Interrupted(signum, process.returncode, "".join(lines), process.pid)
 
 
-def _wait_for_running_execution(config, component: str, process: subprocess.Popen) -> None:
-    """Polls ML Metadata until the newest run's `component` execution is registered as RUNNING.
+def _wait_for_running_execution(config, component: str, process: subprocess.Popen,
+                                lines: List[str]) -> None:
+    """Polls ML Metadata until the run's `component` execution is registered as RUNNING.
 
     The progress line comes just before TFX registers the execution; a signal in between
     would leave nothing to cancel.
     """
+    store = None
     while process.poll() is None:
-        store = mlmd.open_store(config)
-        nodes = mlmd.run_executions(store, config.pipeline_name)
-        if any(n.node_id == component and n.state == "RUNNING" for n in nodes):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"the run ended before {component} was registered")
+        if store is None and os.path.exists(config.metadata_path):
+            store = mlmd.open_store(config)
+        if store is not None:
+            nodes = mlmd.run_executions(store, config.pipeline_name)
+            if any(n.node_id == component and n.state == "RUNNING" for n in nodes):
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"the run ended before {component} was registered:\n" + "".join(lines)[-3000:])
 
 
 @pytest.fixture(scope="module")

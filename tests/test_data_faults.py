@@ -17,6 +17,7 @@ import shutil
 import pytest
 
 from pipeline.config import load_config
+from pipeline.ops.run import EXIT_DATA_STOPPED
 from tests.conftest import DATA_ROOT, SCHEMA_PATH
 
 pytestmark = pytest.mark.e2e
@@ -92,7 +93,7 @@ def _states(config):
 
 def _assert_stopped(config, code, output, pushed, failed_node, *phrases):
     version, before = pushed
-    assert code == 1, output[-3000:]
+    assert code == EXIT_DATA_STOPPED, output[-3000:]
     failed = output.split("Run FAILED: ", 1)[1]
     for phrase in phrases:
         assert phrase in failed, failed

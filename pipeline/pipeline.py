@@ -29,9 +29,6 @@ from tfx.components import (
 )
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.common import resolver
-from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
-    LatestBlessedModelStrategy,
-)
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel
@@ -42,6 +39,7 @@ from pipeline import mlmd
 from pipeline.components import drift_gate
 from pipeline.components import example_gen as csv_example_gen
 from pipeline.components.anomalies_gate import AnomaliesGate
+from pipeline.components.baseline_resolver import BASELINE_RESOLVER_ID, PreviousBlessedModelStrategy
 from pipeline.components.edge_export import EdgeExport
 from pipeline.components.model_decay import ModelDecay
 from pipeline.components.pusher import ServingPusher
@@ -85,6 +83,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         examples=example_gen.outputs["examples"],
         schema=curated_schema,
         preprocessing_fn=config.preprocessing_fn,
+        disable_statistics=not config.transform_statistics,
     )
     transform.add_upstream_node(anomalies_gate)
     tuner = tuner_component(
@@ -111,11 +110,15 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
             "deterministic_ops": config.deterministic_ops,
         },
     )
+    # The latest blessed model trained before this run's candidate, so that an unchanged
+    # re-run resolves the same baseline as the first and the cache serves the Evaluator
+    # (pipeline/components/baseline_resolver.py says why).
     model_resolver = resolver.Resolver(
-        strategy_class=LatestBlessedModelStrategy,
+        strategy_class=PreviousBlessedModelStrategy,
         model=Channel(type=Model),
         model_blessing=Channel(type=ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+        candidate=trainer.outputs["model"],
+    ).with_id(BASELINE_RESOLVER_ID)
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],

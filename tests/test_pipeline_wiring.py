@@ -138,3 +138,14 @@ def test_example_gen_reads_the_span_files_in_sorted_order(components, monkeypatc
     years = out.read_text().split()
     assert len(years) == 344
     assert years == sorted(years)  # every 2007 row, then 2008, then 2009: file by file, in order
+
+
+@pytest.mark.parametrize("transform_statistics", [False, True])
+def test_transform_statistics_follow_the_config(config, transform_statistics):
+    """Off by default: StatisticsGen already covers the raw data, and nothing reads Transform's."""
+    import dataclasses
+
+    pipeline = create_pipeline(dataclasses.replace(config, transform_statistics=transform_statistics))
+    transform = next(c for c in pipeline.components if c.id == "Transform")
+    assert bool(transform.exec_properties["disable_statistics"]) is not transform_statistics
+    assert load_config(overrides={"data_root": DATA_ROOT}).transform_statistics is False

@@ -29,6 +29,9 @@ from tfx.components import (
 )
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.common import resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy,
+)
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel
@@ -136,13 +139,21 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
             filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=config.serving_model_dir)),
     ).with_id("Pusher")
-    monitoring = _monitoring_nodes(config, model_resolver.outputs["model"])
+    # The served model, for ModelDecay: TFX's latest blessed model, resolved before training
+    # (the Evaluator's baseline resolver waits for the Trainer, which waits for monitoring).
+    served_model_resolver = resolver.Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=Model),
+        model_blessing=Channel(type=ModelBlessing),
+    ).with_id("served_model_resolver")
+    monitoring = _monitoring_nodes(config, served_model_resolver.outputs["model"])
     if monitoring:
         # After the schema check, whose findings are the more precise (a missing column
         # would also be a drift); before Transform, so that drift stops the run before
         # retraining and the served model is scored on the new span first.
         monitoring[0].add_upstream_node(anomalies_gate)
         transform.add_upstream_node(monitoring[-1])
+        monitoring = [served_model_resolver] + monitoring
     # Runs first, so that even a run that fails later is recorded with its config.
     run_record = make_run_record(config)
     example_gen.add_upstream_node(run_record)

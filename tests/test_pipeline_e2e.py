@@ -170,7 +170,9 @@ def test_history_shows_what_the_cached_rerun_reused(rerun):
     assert "baseline model" not in items
     listed = CliRunner().invoke(main, ["runs", "list", "--config", run.config_path])
     assert listed.exit_code == 0, listed.output
-    rows = {line.split()[0]: line for line in listed.output.strip().splitlines()[1:]}
+    # The run table ends at the first blank line (the served model's accuracy may follow).
+    table = listed.output.strip().split("\n\n")[0]
+    rows = {line.split()[0]: line for line in table.splitlines()[1:]}
     assert "(reused)" in rows[cached.run_id] and "(reused)" not in rows[first.run_id]
     shown = CliRunner().invoke(main, ["runs", "show", cached.run_id, "--config", run.config_path])
     assert shown.exit_code == 0, shown.output

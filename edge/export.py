@@ -57,6 +57,9 @@ def classifier_function(classifier, batch_size: Optional[int] = 1):
     """A concrete function of the classifier with a fixed input shape [batch_size, features]."""
     import tensorflow as tf
 
+    from pipeline.training import autograph
+
+    autograph.skip_tf_keras_conversion()
     size = int(classifier.input_shape[-1])
 
     @tf.function(input_signature=[tf.TensorSpec([batch_size, size], tf.float32, name="features")])

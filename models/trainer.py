@@ -19,7 +19,7 @@ from tfx_bsl.public import tfxio
 from models import features
 from models import model as model_lib
 from pipeline.config import Hyperparameters
-from pipeline.training import distribution, signatures
+from pipeline.training import autograph, distribution, signatures
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +123,8 @@ def train(args: TrainingArgs, tf_transform_output, train_dataset_fn, eval_datase
       The fitted model, or (model, strategy) with `return_strategy`.
     """
     tf.keras.utils.set_random_seed(args.seed)
+    # Otherwise AutoGraph converts tf-keras's own code at the first step (pipeline/training/autograph.py).
+    autograph.skip_tf_keras_conversion()
     if args.deterministic_ops and args.strategy != "parameter_server":
         # Process-wide: ops without a deterministic kernel raise instead of varying silently.
         # TensorFlow names ParameterServerStrategy itself as a source of nondeterminism (the

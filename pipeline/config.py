@@ -259,6 +259,10 @@ class PipelineConfig:
     # TensorFlow's op determinism in the Trainer (tf.config.experimental.enable_op_determinism):
     # the same data and seed give the same weights, at some cost in training speed.
     deterministic_ops: bool = True
+    # Transform's pre- and post-transform statistics and anomalies (its `pre_transform_stats`,
+    # `post_transform_stats`, ... outputs). Off by default: StatisticsGen already computes the raw
+    # data's statistics and nothing here reads Transform's; they cost a fifth of its time.
+    transform_statistics: bool = False
     enable_cache: bool = True
     orchestration: Orchestration = Orchestration()
     # Extra Beam pipeline arguments, appended after those `orchestration` resolves

@@ -43,6 +43,7 @@ from pipeline.code_fingerprint import code_fingerprint
 from pipeline.components import drift_gate, slice_gate
 from pipeline.components import example_gen as csv_example_gen
 from pipeline.components.anomalies_gate import AnomaliesGate
+from pipeline.components.baseline_resolver import BASELINE_RESOLVER_ID, PreviousBlessedModelStrategy
 from pipeline.components.edge_export import EdgeExport
 from pipeline.components.model_decay import ModelDecay
 from pipeline.components.pusher import ServingPusher
@@ -88,6 +89,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         preprocessing_fn=config.preprocessing_fn,
         # Edited user code must not be served from the cache (pipeline/code_fingerprint.py).
         custom_config={"code_fingerprint": code_fingerprint(config.preprocessing_fn)},
+        disable_statistics=not config.transform_statistics,
     )
     transform.add_upstream_node(anomalies_gate)
     tuner = tuner_component(
@@ -115,11 +117,15 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
             "code_fingerprint": code_fingerprint(config.run_fn),
         },
     )
+    # The latest blessed model trained before this run's candidate, so that an unchanged
+    # re-run resolves the same baseline as the first and the cache serves the Evaluator
+    # (pipeline/components/baseline_resolver.py says why).
     model_resolver = resolver.Resolver(
-        strategy_class=LatestBlessedModelStrategy,
+        strategy_class=PreviousBlessedModelStrategy,
         model=Channel(type=Model),
         model_blessing=Channel(type=ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+        candidate=trainer.outputs["model"],
+    ).with_id(BASELINE_RESOLVER_ID)
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -137,13 +143,21 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
             filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=config.serving_model_dir)),
     ).with_id("Pusher")
-    monitoring = _monitoring_nodes(config, model_resolver.outputs["model"])
+    # The served model, for ModelDecay: TFX's latest blessed model, resolved before training
+    # (the Evaluator's baseline resolver waits for the Trainer, which waits for monitoring).
+    served_model_resolver = resolver.Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=Model),
+        model_blessing=Channel(type=ModelBlessing),
+    ).with_id("served_model_resolver")
+    monitoring = _monitoring_nodes(config, served_model_resolver.outputs["model"])
     if monitoring:
         # After the schema check, whose findings are the more precise (a missing column
         # would also be a drift); before Transform, so that drift stops the run before
         # retraining and the served model is scored on the new span first.
         monitoring[0].add_upstream_node(anomalies_gate)
         transform.add_upstream_node(monitoring[-1])
+        monitoring = [served_model_resolver] + monitoring
     # Runs first, so that even a run that fails later is recorded with its config.
     run_record = make_run_record(config)
     example_gen.add_upstream_node(run_record)

@@ -39,6 +39,8 @@ class PipelineRun:
     config_path: str
     returncode: int
     output: str
+    # The $TMPDIR the runner process was given, when the caller chose one.
+    tmpdir: Optional[str] = None
 
 
 def write_config(directory: str, values: Dict[str, Any], name: str = "config.yaml") -> str:
@@ -62,7 +64,7 @@ def run_pipeline(directory: str, values: Optional[Dict[str, Any]] = None,
         [sys.executable, os.path.join(REPO_ROOT, runner)], cwd=directory, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=RUN_TIMEOUT_SECONDS)
     return PipelineRun(load_config(config_path, base_dir=directory), config_path,
-                       process.returncode, process.stdout)
+                       process.returncode, process.stdout, env.get("TMPDIR"))
 
 
 @pytest.fixture(scope="session")
@@ -72,8 +74,13 @@ def repo_root() -> str:
 
 @pytest.fixture(scope="session")
 def pushed_pipeline(tmp_path_factory) -> PipelineRun:
-    """The default pipeline, run once on the bundled data; it must have pushed a model."""
-    run = run_pipeline(str(tmp_path_factory.mktemp("pushed_pipeline")))
+    """The default pipeline, run once on the bundled data; it must have pushed a model.
+
+    Its $TMPDIR is a fresh folder of its own, so a test can check that a run leaves nothing there.
+    """
+    directory = tmp_path_factory.mktemp("pushed_pipeline")
+    os.makedirs(directory / "tmp")
+    run = run_pipeline(str(directory), extra_env={"TMPDIR": str(directory / "tmp")})
     assert run.returncode == 0, run.output[-5000:]
     return run
 

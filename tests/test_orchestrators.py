@@ -56,7 +56,7 @@ def test_direct_runner_args_come_from_config_and_extra_args_win():
                          beam_args=["--direct_num_workers=3"])
     assert beam_pipeline_args(config) == [
         "--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2",
-        "--direct_num_workers=3"]
+        "--setup_file=./setup.py", "--direct_num_workers=3"]
 
 
 def test_dataflow_args_are_resolved_from_config():

@@ -143,3 +143,24 @@ def test_example_gen_reads_the_span_files_in_sorted_order(components, monkeypatc
     years = out.read_text().split()
     assert len(years) == 344
     assert years == sorted(years)  # every 2007 row, then 2008, then 2009: file by file, in order
+
+
+@pytest.mark.parametrize("transform_statistics", [False, True])
+def test_transform_statistics_follow_the_config(config, transform_statistics):
+    """Off by default: StatisticsGen already covers the raw data, and nothing reads Transform's."""
+    import dataclasses
+
+    pipeline = create_pipeline(dataclasses.replace(config, transform_statistics=transform_statistics))
+    transform = next(c for c in pipeline.components if c.id == "Transform")
+    assert bool(transform.exec_properties["disable_statistics"]) is not transform_statistics
+    assert load_config(overrides={"data_root": DATA_ROOT}).transform_statistics is False
+
+
+def test_baseline_is_resolved_for_the_candidate_and_the_served_model_before_training(components):
+    """The Evaluator's baseline resolver sees the Trainer's model (pipeline/components/baseline_resolver.py);
+    ModelDecay, which runs before Transform, gets TFX's latest blessed model from its own resolver."""
+    baseline = components["latest_blessed_model_resolver"]
+    assert _producer(baseline.raw_inputs["candidate"]) == "Trainer"
+    if "ModelDecay" in components:
+        assert _producer(components["ModelDecay"].inputs["model"]) == "served_model_resolver"
+        assert "Trainer" not in {c.id for c in components["served_model_resolver"].upstream_nodes}

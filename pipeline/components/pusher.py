@@ -1,13 +1,13 @@
 """The Pusher, made idempotent: a model already being served is not pushed twice.
 
-Why: the Evaluator's baseline comes from the latest-blessed-model resolver, so
-an unchanged re-run of the pipeline gives the (cached) candidate a new baseline
-(itself). The Evaluator therefore runs again, blesses the same model, and TFX's
+Why: whenever the Evaluator runs again on a model that is already served, TFX's
 Pusher would copy it to a new timestamped version: the serving directory would
 fill with identical versions and "roll back to the previous version" would roll
-back to the same model. TFX has no option for this, and a custom resolver
-strategy would break the Kubeflow V2 compiler (it accepts only TFX's own
-strategies), so the check lives in the Pusher's executor instead.
+back to the same model. Locally, an unchanged re-run is served from the cache
+(pipeline/components/baseline_resolver.py), but on Kubeflow Pipelines v2 the
+baseline resolver is TFX's own, which makes the cached candidate its own baseline
+and runs the Evaluator again; a model retrained to the same weights does the same
+anywhere. TFX has no option for this, so the check lives in the Pusher's executor.
 """
 
 import hashlib

@@ -66,8 +66,9 @@ def summarize(config: PipelineConfig, run_id: Optional[str] = None) -> Optional[
         if pushed.get("pushed") and pushed["pushed"].int_value == 1:
             summary.pushed_version = pushed["pushed_version"].string_value
             summary.pushed_path = pushed["pushed_destination"].string_value
-            summary.already_serving = (pushed.get("already_serving") is not None
-                                       and pushed["already_serving"].int_value == 1)
+            # A cached Pusher copied nothing in this run: an earlier run pushed this model.
+            summary.already_serving = pusher.state == "CACHED" or (
+                pushed.get("already_serving") is not None and pushed["already_serving"].int_value == 1)
     transform = summary.node("Transform")
     if transform and transform.outputs.get("transform_graph"):
         summary.class_names = read_class_names(transform.outputs["transform_graph"][0].uri)

@@ -61,7 +61,9 @@ def compile_pipeline(config: PipelineConfig, output_path: str) -> str:
     from pipeline.pipeline import create_pipeline
 
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    pipeline = expose_runtime_parameters(create_pipeline(config), config)
+    from pipeline.components.baseline_resolver import use_builtin_strategy
+
+    pipeline = use_builtin_strategy(expose_runtime_parameters(create_pipeline(config), config))
     kubeflow_v2_runner(config, output_path).run(
         pipeline, parameter_values=runtime_parameter_defaults(config))
     return output_path

@@ -14,6 +14,7 @@ Serving, batch prediction, evaluation and edge export all go through these.
 import tensorflow as tf
 
 from models import features
+from pipeline.training import autograph
 
 SERVING_DEFAULT = "serving_default"
 SERVING_RAW = "serving_raw"
@@ -25,6 +26,7 @@ def make_signatures(model: tf.keras.Model, tf_transform_output) -> dict:
 
     `model.tft_layer` is set here so the Transform graph is saved with the model.
     """
+    autograph.skip_tf_keras_conversion()
     model.tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
     # Serving parses only model inputs: not the label, not passthrough columns such as the span key.

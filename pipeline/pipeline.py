@@ -3,10 +3,11 @@
 ExampleGen -> StatisticsGen -> SchemaGen / ImportSchemaGen (fingerprinted) -> ExampleValidator
 -> AnomaliesGate -> Transform -> [Tuner, if tuner.enabled] -> Trainer -> Resolver -> Evaluator
 -> ServingModel (warmup requests, blessing record) -> Pusher
-(+ RunRecord first, and EdgeExport after the Evaluator when config.edge.enabled)
 (+ with two spans or more and config.monitoring.enabled: SpanExampleGen -> SpanStatisticsGen
 -> DriftValidator (TFX's DistributionValidator) -> DriftGate, and ModelDecay, between
 AnomaliesGate and Transform)
+(+ RunRecord first, and EdgeExport after the Evaluator when config.edge.enabled;
+with config.lifecycle.warm_start the resolver's model is also the Trainer's base_model)
 
 Every runner in `runners/` hands `create_pipeline(config)` to its orchestrator.
 Imports are the component modules themselves, not `tfx.v1`, which would pull in
@@ -93,6 +94,11 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
     tuner = tuner_component(
         config, transform.outputs["transformed_examples"], transform.outputs["transform_graph"],
         curated_schema, code_fingerprint(config.tuner.tuner_fn)) if config.tuner.enabled else None
+    model_resolver = resolver.Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=Model),
+        model_blessing=Channel(type=ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
     hp = config.hyperparameters
     trainer = Trainer(
         run_fn=config.run_fn,
@@ -102,6 +108,9 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         train_args=trainer_pb2.TrainArgs(num_steps=hp.train_steps),
         eval_args=trainer_pb2.EvalArgs(num_steps=hp.eval_steps),
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
+        # Continuous training starts from the latest blessed model (the Evaluator's baseline);
+        # `models.trainer` falls back to a cold start when it no longer fits.
+        base_model=model_resolver.outputs["model"] if config.lifecycle.warm_start else None,
         custom_config={
             "hyperparameters": {
                 "learning_rate": hp.learning_rate,
@@ -115,11 +124,6 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
             "code_fingerprint": code_fingerprint(config.run_fn),
         },
     )
-    model_resolver = resolver.Resolver(
-        strategy_class=LatestBlessedModelStrategy,
-        model=Channel(type=Model),
-        model_blessing=Channel(type=ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],

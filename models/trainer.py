@@ -22,10 +22,7 @@ from models import model as model_lib
 from pipeline.config import Hyperparameters
 from pipeline.training import distribution, signatures
 from pipeline.training import warm_start as warm_start_lib
-
-# Written next to TensorBoard's logs in the Trainer's ModelRun artifact: how training started
-# (warm or cold, and why), which the rehearsal and run history read back through ML Metadata.
-WARM_START_FILE = "warm_start.json"
+from pipeline.training.warm_start import WARM_START_FILE
 
 
 @dataclasses.dataclass(frozen=True)

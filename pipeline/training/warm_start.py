@@ -20,6 +20,9 @@ from tfx.dsl.io import fileio
 
 WARM = "warm"
 COLD = "cold"
+# Written by `models.trainer` next to TensorBoard's logs in the Trainer's ModelRun artifact: how
+# training started (warm or cold, and why), which the rehearsal reads back through ML Metadata.
+WARM_START_FILE = "warm_start.json"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -200,6 +200,9 @@ class MonitoringConfig:
 
 
 DRIFT_ACTIONS = ("stop", "warn")
+
+
+@dataclasses.dataclass(frozen=True)
 class LifecycleConfig:
     """Continuous training: warm start, the watcher's rolling window, rollback on decay.
 

@@ -140,6 +140,7 @@ def _trainer_warm_start(config, run_index):
         return json.load(f)
 
 
+@pytest.mark.e2e
 def test_the_watcher_runs_the_pipeline_on_each_window_and_pushes(watched_runs):
     config, runs = watched_runs
     assert [(r.span, r.window, r.exit_code) for r in runs] == [(2008, (2007, 2008), 0),
@@ -148,6 +149,7 @@ def test_the_watcher_runs_the_pipeline_on_each_window_and_pushes(watched_runs):
     assert len(versions) == 2
 
 
+@pytest.mark.e2e
 def test_the_second_run_starts_warm_from_the_first_runs_blessed_model(watched_runs):
     config, _ = watched_runs
     assert _trainer_warm_start(config, 0)["mode"] == "cold"
@@ -155,6 +157,7 @@ def test_the_second_run_starts_warm_from_the_first_runs_blessed_model(watched_ru
     assert second["mode"] == "warm", second["reason"]
 
 
+@pytest.mark.e2e
 def test_the_served_model_is_checked_on_the_new_span_and_recorded(watched_runs):
     config, _ = watched_runs
     checks = rollback.rollback_records(config)
@@ -165,6 +168,7 @@ def test_the_served_model_is_checked_on_the_new_span_and_recorded(watched_runs):
     assert 0.8 < checks[0].served_accuracy <= 1.0
 
 
+@pytest.mark.e2e
 def test_the_airflow_sensor_waits_for_a_new_complete_span(watched_runs, tmp_path):
     config, _ = watched_runs
     incoming = os.path.dirname(os.path.realpath(os.path.join(watch.watch_dir(config), "window", "span-2009")))
@@ -219,6 +223,7 @@ def _set_blessing(served, version, blessed):
 SPAN_2009 = os.path.join(DATA_ROOT, "span-2009")
 
 
+@pytest.mark.e2e
 def test_a_worse_served_model_is_rolled_back_and_recorded(watched_runs, tmp_path):
     from serving import server_files, versions
 
@@ -237,6 +242,7 @@ def test_a_worse_served_model_is_rolled_back_and_recorded(watched_runs, tmp_path
     assert rollback.serve_newest(served) is None  # the worse version is not newer than itself
 
 
+@pytest.mark.e2e
 def test_rollback_never_lands_on_an_unblessed_or_missing_version(watched_runs, tmp_path):
     from serving import server_files, versions
 
@@ -257,6 +263,7 @@ def test_rollback_never_lands_on_an_unblessed_or_missing_version(watched_runs, t
     assert "no blessed earlier version" in check.reason
 
 
+@pytest.mark.e2e
 def test_without_auto_rollback_a_worse_model_is_only_recorded(watched_runs, tmp_path):
     config, _ = watched_runs
     served = _config(tmp_path, auto_rollback=False)

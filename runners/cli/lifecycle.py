@@ -20,9 +20,8 @@ from runners.cli.options import CONFIG_OPTION, SET_OPTION, config_from_options, 
 def watch_command(data_root, config_path, overrides, passes) -> None:
     """Retrain on each new complete span of DATA_ROOT (span-<N>/ folders with a _SUCCESS marker)."""
     config = config_from_options(config_path, overrides)
-    from pipeline.ops.lock import LockHeldError
-
     from pipeline.ops import rollback, watch
+    from pipeline.ops.lock import LockHeldError
 
     try:
         watch.watch(config, os.path.abspath(data_root), passes=passes,

@@ -238,8 +238,13 @@ def test_a_worse_served_model_is_rolled_back_and_recorded(watched_runs, tmp_path
     assert dataclasses.replace(recorded, served_accuracy=0.0, replaced_accuracy=0.0) == \
         dataclasses.replace(check, served_accuracy=0.0, replaced_accuracy=0.0)
     assert recorded.served_accuracy == pytest.approx(check.served_accuracy, abs=1e-5)
-    # The next push is served again.
-    assert rollback.serve_newest(served) is None  # the worse version is not newer than itself
+    # What the watcher does after its next run: the rolled-back version is never served again...
+    assert rollback.serve_newest(served) is None
+    assert versions.stable_version(server_files.serving_paths(served)) == second
+    # ...but a newer push is.
+    shutil.copytree(os.path.join(served.serving_model_dir, str(second)),
+                    os.path.join(served.serving_model_dir, str(worse + 1)))
+    assert rollback.serve_newest(served) == worse + 1
 
 
 @pytest.mark.e2e

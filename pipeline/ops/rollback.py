@@ -179,17 +179,19 @@ def serve_newest(config: PipelineConfig) -> Optional[int]:
 
     Without a models.config TF Serving serves the newest version anyway; once a rollback wrote
     labels, `stable` would otherwise stay pinned to the old version after every later push.
+    A version that was rolled back (a recorded `tfxt.DecayCheck`) is never served again.
     Returns the new stable version, or None when nothing changed.
     """
     from serving import server_files, versions
 
     paths = server_files.serving_paths(config)
     labels = versions.current_labels(paths)
-    blessed = versions.blessed_versions(paths.serving_model_dir)
-    if server_files.STABLE not in labels or not blessed or blessed[-1] <= labels[server_files.STABLE]:
+    rolled_back = {check.served_version for check in rollback_records(config) if check.rolled_back}
+    candidates = [v for v in versions.blessed_versions(paths.serving_model_dir) if v not in rolled_back]
+    if server_files.STABLE not in labels or not candidates or candidates[-1] <= labels[server_files.STABLE]:
         return None
-    versions.write_serving_files(config, labels={server_files.STABLE: blessed[-1]})
-    return blessed[-1]
+    versions.write_serving_files(config, labels={server_files.STABLE: candidates[-1]})
+    return candidates[-1]
 
 
 def before_run(config: PipelineConfig, span: int) -> None:

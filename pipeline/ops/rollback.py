@@ -113,14 +113,33 @@ def check_span(config: PipelineConfig, span: int, span_dir: str) -> Optional[Dec
     elif not config.lifecycle.auto_rollback:
         reason = "worse than the replaced version, but lifecycle.auto_rollback is off"
     else:
-        stable_after = versions.rollback(server_files.serving_paths(config))[server_files.STABLE]
-        rolled_back = True
-        reason = (f"served accuracy {served_accuracy:.3f} < {replaced_accuracy:.3f} - {threshold:g} "
-                  f"of version {replaced}")
+        try:
+            stable_after = _roll_back(server_files.serving_paths(config))
+            rolled_back = True
+            reason = (f"served accuracy {served_accuracy:.3f} < {replaced_accuracy:.3f} - {threshold:g} "
+                      f"of version {replaced}")
+        except versions.VersionError as e:
+            reason = f"worse than version {replaced}, but the rollback was refused: {e}"
     check = DecayCheck(span, served, replaced or 0, served_accuracy, replaced_accuracy, threshold,
                        rolled_back, stable_after, reason)
     record(config, check)
     return check
+
+
+def _roll_back(paths) -> int:
+    """`serving.versions.rollback`, completed: returns the new stable version.
+
+    When the target was not loaded, the first call makes models.config load it as `previous`
+    (RollbackPending) and the second moves `stable` to it. TF Serving accepts that label move
+    while the version loads when it runs with --allow_version_labels_for_unavailable_models, as
+    the template's Docker and Kubernetes setups start it; the local server loads it at once.
+    """
+    from serving import server_files, versions
+
+    try:
+        return versions.rollback(paths)[server_files.STABLE]
+    except versions.RollbackPending:
+        return versions.rollback(paths)[server_files.STABLE]
 
 
 def record(config: PipelineConfig, check: DecayCheck) -> None:
@@ -190,7 +209,10 @@ def serve_newest(config: PipelineConfig) -> Optional[int]:
     candidates = [v for v in versions.blessed_versions(paths.serving_model_dir) if v not in rolled_back]
     if server_files.STABLE not in labels or not candidates or candidates[-1] <= labels[server_files.STABLE]:
         return None
-    versions.write_serving_files(config, labels={server_files.STABLE: candidates[-1]})
+    # Canary then promote: the moves TF Serving accepts, and the old stable stays loaded as
+    # `previous`, so the next rollback is one label move.
+    versions.set_canary(paths, candidates[-1])
+    versions.promote(paths)
     return candidates[-1]
 
 

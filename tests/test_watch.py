@@ -76,6 +76,18 @@ def test_a_failed_run_is_not_retried_forever_and_a_restarted_watcher_remembers(t
     assert watch.poll_once(config, data_root, run=Recorder()) == []
 
 
+def test_a_span_whose_run_found_the_run_lock_held_is_tried_again(tmp_path):
+    from pipeline.ops.run import EXIT_BUSY
+
+    assert watch.EXIT_BUSY == EXIT_BUSY
+    data_root = str(tmp_path / "incoming")
+    config = _config(tmp_path)
+    _add_span(data_root, 1)
+    busy = watch.poll_once(config, data_root, run=lambda c: EXIT_BUSY)
+    assert [(r.span, r.exit_code) for r in busy] == [(1, EXIT_BUSY)]
+    assert [r.span for r in watch.poll_once(config, data_root, run=Recorder())] == [1]
+
+
 def test_stable_files_count_as_complete_only_after_the_quiet_period(tmp_path):
     data_root = str(tmp_path / "incoming")
     folder = _add_span(data_root, 7, complete=False)

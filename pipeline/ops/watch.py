@@ -31,6 +31,9 @@ from typing import Callable, List, Optional, Sequence, TextIO, Tuple
 from pipeline.config import PipelineConfig
 
 SUCCESS_MARKER = "_SUCCESS"
+# `pipeline.ops.run.EXIT_BUSY`: another run held the run lock (kept here so that a scan with
+# an injected run does not import the runner's machinery).
+EXIT_BUSY = 75
 STATE_FILE = "state.json"
 
 RunFn = Callable[[PipelineConfig], int]
@@ -161,11 +164,16 @@ def poll_once(config: PipelineConfig, data_root: Optional[str] = None, run: RunF
         if before_run is not None:
             before_run(run_config, span)
         exit_code = run(run_config)
+        runs.append(SpanRun(span, window, exit_code))
+        if exit_code == EXIT_BUSY or exit_code >= 128:
+            # Another run held the run lock, or the run was interrupted: the span is not seen
+            # yet, and the next scan tries it again.
+            stream.write(f"Span {span} not trained (exit code {exit_code}); trying again on the next scan.\n")
+            break
         if exit_code == 0 and after_run is not None:
             after_run(run_config)
         seen = sorted(set(seen) | {span})
         _write_seen(config, seen)
-        runs.append(SpanRun(span, window, exit_code))
     return runs
 
 

@@ -5,6 +5,7 @@ calls `train` and `export`, which tests can call without any TFX artifact.
 """
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -20,6 +21,8 @@ from models import features
 from models import model as model_lib
 from pipeline.config import Hyperparameters
 from pipeline.training import autograph, distribution, signatures
+from pipeline.training import warm_start as warm_start_lib
+from pipeline.training.warm_start import WARM_START_FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +75,7 @@ def run_fn(fn_args) -> None:
         eval_steps=fn_args.eval_steps,
         log_dir=fn_args.model_run_dir,
         return_strategy=True,
+        base_model=fn_args.base_model,
     )
     export_from_task(model, strategy, tf_transform_output, fn_args.serving_model_dir)
 
@@ -109,7 +113,7 @@ def model_from_transform_output(tf_transform_output, hyperparameters: Hyperparam
 
 def train(args: TrainingArgs, tf_transform_output, train_dataset_fn, eval_dataset_fn,
           train_steps: int, eval_steps: int, log_dir: Optional[str] = None,
-          return_strategy: bool = False):
+          return_strategy: bool = False, base_model: Optional[str] = None):
     """Builds the model under the configured strategy and fits it.
 
     The global batch size is the per-replica batch size times the number of
@@ -118,6 +122,10 @@ def train(args: TrainingArgs, tf_transform_output, train_dataset_fn, eval_datase
     `DatasetCreator` and the coordinator schedules steps on the workers;
     Keras does not validate under that strategy, so it trains without
     `validation_data` (the Evaluator still evaluates the model).
+
+    With a `base_model` (the Trainer's base_model: the latest blessed model), the new model
+    starts from its weights when the vocabularies and shapes still match
+    (`pipeline.training.warm_start`); what happened is written to `log_dir`/warm_start.json.
 
     Returns:
       The fitted model, or (model, strategy) with `return_strategy`.
@@ -134,7 +142,10 @@ def train(args: TrainingArgs, tf_transform_output, train_dataset_fn, eval_datase
     global_batch_size = args.hyperparameters.batch_size * strategy.num_replicas_in_sync
     with strategy.scope():
         model = model_from_transform_output(tf_transform_output, args.hyperparameters)
+        started = warm_start_lib.warm_start(model, base_model, vocabularies(tf_transform_output))
     chief = distribution.is_chief(strategy)
+    if log_dir and chief:
+        write_warm_start(log_dir, started)
     callbacks = [tf.keras.callbacks.TensorBoard(log_dir, update_freq="epoch")] if log_dir and chief else []
     fit_kwargs: Dict[str, Any] = dict(
         steps_per_epoch=train_steps, callbacks=callbacks, verbose=2 if chief else 0)
@@ -152,6 +163,20 @@ def train(args: TrainingArgs, tf_transform_output, train_dataset_fn, eval_datase
         global_batch_size, train_steps)
     model.fit(train_data, **fit_kwargs)
     return (model, strategy) if return_strategy else model
+
+
+def vocabularies(tf_transform_output) -> Dict[str, list]:
+    """Every vocabulary the model's inputs and outputs depend on, by name."""
+    names = [features.vocabulary_name(k) for k in features.CATEGORICAL_FEATURE_KEYS]
+    names.append(features.LABEL_VOCABULARY)
+    return {name: list(tf_transform_output.vocabulary_by_name(name)) for name in names}
+
+
+def write_warm_start(log_dir: str, started: "warm_start_lib.WarmStartResult") -> None:
+    """Records how training started in the ModelRun artifact (`WARM_START_FILE`)."""
+    tf.io.gfile.makedirs(log_dir)
+    with tf.io.gfile.GFile(os.path.join(log_dir, WARM_START_FILE), "w") as f:
+        f.write(json.dumps(started.to_dict()))
 
 
 def _shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:

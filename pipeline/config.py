@@ -203,6 +203,38 @@ DRIFT_ACTIONS = ("stop", "warn")
 
 
 @dataclasses.dataclass(frozen=True)
+class LifecycleConfig:
+    """Continuous training: warm start, the watcher's rolling window, rollback on decay.
+
+    Used by `pipeline.pipeline` (warm start), `pipeline.ops.watch` (`tfxt watch`),
+    `pipeline.ops.rollback` and `pipeline.ops.rehearsal` (`tfxt rehearse`).
+    """
+
+    # Whether the Trainer starts from the latest blessed model's weights (TFX resolver ->
+    # Trainer base_model); it falls back to a cold start, with a logged reason, when the
+    # vocabularies or the model's shape changed. Off by default: with it on, the Trainer's
+    # input changes after every push, so an unchanged rerun trains again instead of hitting the cache.
+    warm_start: bool = False
+    # How many of the newest complete spans `tfxt watch` trains on (0 = every complete span).
+    window_spans: int = 3
+    # Seconds between the watcher's scans of data_root.
+    poll_seconds: float = 30.0
+    # A span folder without a _SUCCESS marker counts as complete once none of its files
+    # changed for this many seconds (0 = only a _SUCCESS marker makes a span complete).
+    stable_seconds: float = 0.0
+    # Whether a served model that does worse on the next labelled span than the model it
+    # replaced is rolled back (the `stable` label moves back), and by how much worse (absolute
+    # accuracy; 0.05 = five points) it must do.
+    auto_rollback: bool = False
+    rollback_accuracy_drop: float = 0.05
+    # Airflow: the DAG's schedule (a cron expression or preset such as "@daily"; empty = none)
+    # and the Vertex AI schedule the dry-run emits (cron; empty = none).
+    schedule: str = ""
+    # Time zone of the Vertex AI schedule's cron.
+    schedule_time_zone: str = "Etc/UTC"
+
+
+@dataclasses.dataclass(frozen=True)
 class ReportConfig:
     """The run report and the model card (`pipeline.ops.report`, `pipeline.ops.model_card`)."""
 
@@ -250,6 +282,7 @@ class PipelineConfig:
     serving: ServingSettings = ServingSettings()
     monitoring: MonitoringConfig = MonitoringConfig()
     report: ReportConfig = ReportConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
     # tf.distribute strategy for the Trainer: one of STRATEGIES.
     strategy: str = "one_device"
     # Hash buckets of the train/eval split.
@@ -377,6 +410,7 @@ def validate(config: PipelineConfig) -> None:
     _validate_serving(config.serving)
     _validate_monitoring(config.monitoring)
     _check_validation(config.validation)
+    _validate_lifecycle(config.lifecycle)
 
 
 def _validate_monitoring(monitoring: MonitoringConfig) -> None:
@@ -409,6 +443,24 @@ def _check_paths_set(config: PipelineConfig) -> None:
         if not getattr(config, name).strip():
             raise ConfigError(f"{name} is empty: set it to a folder or file path (default "
                               f"{getattr(PipelineConfig(), name)!r}).")
+
+
+def _validate_lifecycle(lifecycle: LifecycleConfig) -> None:
+    if lifecycle.window_spans < 0:
+        raise ConfigError(f"lifecycle.window_spans must be 0 (every span) or more, "
+                          f"got {lifecycle.window_spans}.")
+    if lifecycle.poll_seconds <= 0:
+        raise ConfigError(f"lifecycle.poll_seconds must be positive, got {lifecycle.poll_seconds}.")
+    if lifecycle.stable_seconds < 0:
+        raise ConfigError(f"lifecycle.stable_seconds must be 0 (a _SUCCESS marker only) or more, "
+                          f"got {lifecycle.stable_seconds}.")
+    if not 0.0 <= lifecycle.rollback_accuracy_drop <= 1.0:
+        raise ConfigError(f"lifecycle.rollback_accuracy_drop must lie in [0, 1] (0.05 = five points), "
+                          f"got {lifecycle.rollback_accuracy_drop}.")
+    schedule = lifecycle.schedule
+    if schedule and not (schedule.startswith("@") or len(schedule.split()) == 5):
+        raise ConfigError(f"lifecycle.schedule {lifecycle.schedule!r} must be a five-field cron expression "
+                          "(e.g. '0 3 * * *') or an Airflow preset such as @daily.")
 
 
 def _check_orchestration(orchestration: Orchestration) -> None:

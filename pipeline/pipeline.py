@@ -3,10 +3,11 @@
 ExampleGen -> StatisticsGen -> SchemaGen / ImportSchemaGen (fingerprinted) -> ExampleValidator
 -> AnomaliesGate -> Transform -> [Tuner, if tuner.enabled] -> Trainer -> Resolver -> Evaluator
 -> ServingModel (warmup requests, blessing record) -> Pusher
-(+ RunRecord first, and EdgeExport after the Evaluator when config.edge.enabled)
 (+ with two spans or more and config.monitoring.enabled: SpanExampleGen -> SpanStatisticsGen
 -> DriftValidator (TFX's DistributionValidator) -> DriftGate, and ModelDecay, between
 AnomaliesGate and Transform)
+(+ RunRecord first, and EdgeExport after the Evaluator when config.edge.enabled;
+with config.lifecycle.warm_start the resolver's model is also the Trainer's base_model)
 
 Every runner in `runners/` hands `create_pipeline(config)` to its orchestrator.
 Imports are the component modules themselves, not `tfx.v1`, which would pull in
@@ -95,6 +96,14 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
     tuner = tuner_component(
         config, transform.outputs["transformed_examples"], transform.outputs["transform_graph"],
         curated_schema, code_fingerprint(config.tuner.tuner_fn)) if config.tuner.enabled else None
+    # The served model: TFX's latest blessed model, resolved before training. ModelDecay scores it
+    # on the new spans, and continuous training warm-starts from it. (The Evaluator's baseline
+    # resolver below waits for the Trainer, so it cannot serve either.)
+    served_model_resolver = resolver.Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=Model),
+        model_blessing=Channel(type=ModelBlessing),
+    ).with_id("served_model_resolver")
     hp = config.hyperparameters
     trainer = Trainer(
         run_fn=config.run_fn,
@@ -104,6 +113,9 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         train_args=trainer_pb2.TrainArgs(num_steps=hp.train_steps),
         eval_args=trainer_pb2.EvalArgs(num_steps=hp.eval_steps),
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
+        # Continuous training starts from the served (latest blessed) model;
+        # `models.trainer` falls back to a cold start when it no longer fits.
+        base_model=served_model_resolver.outputs["model"] if config.lifecycle.warm_start else None,
         custom_config={
             "hyperparameters": {
                 "learning_rate": hp.learning_rate,
@@ -143,13 +155,6 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
             filesystem=pusher_pb2.PushDestination.Filesystem(
                 base_directory=config.serving_model_dir)),
     ).with_id("Pusher")
-    # The served model, for ModelDecay: TFX's latest blessed model, resolved before training
-    # (the Evaluator's baseline resolver waits for the Trainer, which waits for monitoring).
-    served_model_resolver = resolver.Resolver(
-        strategy_class=LatestBlessedModelStrategy,
-        model=Channel(type=Model),
-        model_blessing=Channel(type=ModelBlessing),
-    ).with_id("served_model_resolver")
     monitoring = _monitoring_nodes(config, served_model_resolver.outputs["model"])
     if monitoring:
         # After the schema check, whose findings are the more precise (a missing column
@@ -157,6 +162,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         # retraining and the served model is scored on the new span first.
         monitoring[0].add_upstream_node(anomalies_gate)
         transform.add_upstream_node(monitoring[-1])
+    if monitoring or config.lifecycle.warm_start:
         monitoring = [served_model_resolver] + monitoring
     # Runs first, so that even a run that fails later is recorded with its config.
     run_record = make_run_record(config)

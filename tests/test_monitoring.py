@@ -75,7 +75,7 @@ def test_monitoring_nodes_compare_the_newest_two_spans_between_the_schema_gate_a
     assert validator.inputs["statistics"] is validator.inputs["baseline_statistics"]
     assert validator.inputs["statistics"].producer_component_id == "SpanStatisticsGen"
     assert json.loads(validator.exec_properties["include_split_pairs"]) == [["newest", "previous"]]
-    assert decay.inputs["model"].producer_component_id == "latest_blessed_model_resolver"
+    assert decay.inputs["model"].producer_component_id == "served_model_resolver"
     assert (decay.exec_properties["newest_span"], decay.exec_properties["previous_span"]) == (2009, 2008)
     assert components["DriftGate"].exec_properties["action"] == "stop"
     assert "AnomaliesGate" in {c.id for c in components["SpanExampleGen"].upstream_nodes}

@@ -8,6 +8,7 @@ End-to-end tests run the pipeline for real with BeamDagRunner, then through the
 tfx CLI's local engine on the same outputs (cached), and as an Airflow DAG.
 """
 
+import dataclasses
 import io
 import json
 import os
@@ -211,6 +212,65 @@ def test_vertex_dry_run_prints_the_request_with_overrides(vertex_compiled):
     assert request["runtimeConfig"]["parameterValues"] == {
         "data_root": "gs://my-bucket/data/penguins", "train_args": '{"num_steps": 500}'}
     assert request["displayName"] == "penguin"
+
+
+def test_vertex_dry_run_with_a_schedule_prints_a_one_at_a_time_schedule_request(vertex_compiled):
+    template_path, _, config = vertex_compiled
+    config = dataclasses.replace(config, lifecycle=dataclasses.replace(config.lifecycle, schedule="@daily"))
+    stream = io.StringIO()
+    assert vertex.submit(config, template_path, {}, dry_run=True, stream=stream) is None
+    printed = stream.getvalue()
+    marker = "Dry run: would create a PipelineJobSchedule (TZ=Etc/UTC 0 0 * * *) with:\n"
+    assert marker in printed
+    request = json.loads(printed[printed.index(marker) + len(marker):])
+    assert request["parent"] == "projects/my-project/locations/europe-west4"
+    schedule = request["schedule"]
+    assert schedule["cron"] == "TZ=Etc/UTC 0 0 * * *"
+    assert schedule["maxConcurrentRunCount"] == "1"
+    job = schedule["createPipelineJobRequest"]["pipelineJob"]
+    assert job["serviceAccount"] == "runner@my-project.iam.gserviceaccount.com"
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://my-bucket/tfxt/pipeline_root/penguin"
+
+
+def test_a_schedule_vertex_cannot_express_is_a_config_error(vertex_compiled):
+    _, _, config = vertex_compiled
+    config = dataclasses.replace(config, lifecycle=dataclasses.replace(config.lifecycle, schedule="@once"))
+    with pytest.raises(ConfigError, match="lifecycle.schedule '@once'"):
+        vertex.schedule_cron(config)
+
+
+AIRFLOW_DAG_SHAPE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("airflow_runner", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+dag = module.DAG
+sensor = dag.task_dict.get("new_span_sensor")
+print("DAG_SHAPE=" + json.dumps({
+    "schedule": dag.schedule_interval, "max_active_runs": dag.max_active_runs,
+    "roots": sorted(t.task_id for t in dag.roots),
+    "sensor_downstream": sorted(sensor.downstream_task_ids) if sensor else None,
+    "sensor_mode": sensor.mode if sensor else None}))
+"""
+
+
+def test_a_scheduled_airflow_dag_starts_with_a_sensor_for_a_new_span(tmp_path):
+    # Without a schedule there is no sensor: test_airflow_dag_runs_every_task_and_pushes runs
+    # that DAG on the bundled spans, which have no _SUCCESS marker and would wait forever.
+    config_path = write_config(str(tmp_path), {"lifecycle": {"schedule": "@daily"}})
+    home = tmp_path / "airflow"
+    env = {**os.environ, "TFXT_CONFIG": config_path, "AIRFLOW_HOME": str(home),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db"}
+    result = subprocess.run(
+        [sys.executable, "-c", AIRFLOW_DAG_SHAPE, os.path.join(REPO_ROOT, "runners", "airflow_runner.py")],
+        cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-5000:]
+    shape = json.loads(result.stdout.split("DAG_SHAPE=")[-1].splitlines()[0])
+    assert shape["schedule"] == "@daily" and shape["max_active_runs"] == 1
+    # The sensor is the only root: no pipeline task starts before a new span is complete.
+    assert shape["roots"] == ["new_span_sensor"] and shape["sensor_mode"] == "reschedule"
+    assert {"CsvExampleGen", "RunRecord"} & set(shape["sensor_downstream"])
 
 
 # --- End to end: Beam, then the tfx CLI on the same outputs, and Airflow ---------------------

@@ -6,6 +6,8 @@ values become runtime parameters that a submission may override without
 recompiling: `data_root` (ExampleGen's input) and `train_steps` (the Trainer's
 `train_args`). `build_job` makes the google-cloud-aiplatform PipelineJob;
 `submit` sends it, or with `dry_run` prints the request and touches no network.
+With `lifecycle.schedule` set, `submit` creates a Vertex AI PipelineJobSchedule instead of one
+job (`build_schedule`; the dry run prints the CreateSchedule request), at most one run at a time.
 """
 
 import json
@@ -18,6 +20,9 @@ from pipeline.config import ConfigError, PipelineConfig
 LOCAL_IMAGE = "tfxt-pipeline:latest"
 # User-facing override name -> pipeline parameter name.
 RUNTIME_PARAMETERS = {"data_root": "data_root", "train_steps": "train_args"}
+# Airflow's presets, which Vertex AI's cron does not accept, as cron expressions.
+CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
+                "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *"}
 
 
 def runtime_parameter_defaults(config: PipelineConfig) -> Dict[str, str]:
@@ -121,6 +126,44 @@ def build_job(config: PipelineConfig, template_path: str, overrides: Mapping[str
     )
 
 
+def schedule_cron(config: PipelineConfig) -> str:
+    """The Vertex AI cron of `lifecycle.schedule`, with its time zone ("TZ=Etc/UTC 0 3 * * *")."""
+    schedule = config.lifecycle.schedule
+    cron = CRON_PRESETS.get(schedule, schedule)
+    if cron.startswith("@"):
+        raise ConfigError(f"lifecycle.schedule {schedule!r} has no Vertex AI equivalent: use a cron "
+                          f"expression or one of {', '.join(CRON_PRESETS)}.")
+    return f"TZ={config.lifecycle.schedule_time_zone} {cron}"
+
+
+def build_schedule(config: PipelineConfig, job, credentials=None):
+    """The PipelineJobSchedule that starts `job` on `lifecycle.schedule` (constructing it sends nothing).
+
+    `max_concurrent_run_count` is 1: one run at a time, as the local run lock does.
+    """
+    from google.cloud.aiplatform.pipeline_job_schedules import PipelineJobSchedule
+
+    schedule = PipelineJobSchedule(pipeline_job=job, display_name=f"{config.pipeline_name}-schedule",
+                                   credentials=credentials)
+    # What PipelineJobSchedule.create puts in the request before sending it.
+    schedule._gca_resource.cron = schedule_cron(config)
+    schedule._gca_resource.max_concurrent_run_count = 1
+    if config.orchestration.service_account:
+        schedule._gca_resource.create_pipeline_job_request.pipeline_job.service_account = \
+            config.orchestration.service_account
+    return schedule
+
+
+def schedule_request(config: PipelineConfig, job, credentials=None) -> Dict[str, Any]:
+    """The CreateSchedule request body (without the compiled template, already on disk)."""
+    from google.protobuf import json_format
+
+    schedule = build_schedule(config, job, credentials)
+    body = json_format.MessageToDict(schedule._gca_resource._pb)
+    body.get("createPipelineJobRequest", {}).get("pipelineJob", {}).pop("pipelineSpec", None)
+    return {"parent": schedule._parent, "schedule": body}
+
+
 def submit(config: PipelineConfig, template_path: str, overrides: Mapping[str, str],
            dry_run: bool, stream: TextIO) -> Optional[str]:
     """Submits the compiled pipeline; returns the job's resource name (None on a dry run).
@@ -138,8 +181,18 @@ def submit(config: PipelineConfig, template_path: str, overrides: Mapping[str, s
         stream.write(f"Dry run: would create PipelineJob {job.job_id} in projects/"
                      f"{config.orchestration.project}/locations/{config.orchestration.region}\n"
                      f"Template: {template_path}\n{json.dumps(request, indent=2, sort_keys=True)}\n")
+        if config.lifecycle.schedule:
+            stream.write(f"Dry run: would create a PipelineJobSchedule ({schedule_cron(config)}) with:\n"
+                         + json.dumps(schedule_request(config, job, AnonymousCredentials()), indent=2,
+                                      sort_keys=True) + "\n")
         return None
     job = build_job(config, template_path, overrides)
+    if config.lifecycle.schedule:
+        schedule = build_schedule(config, job)
+        schedule.create(cron=schedule_cron(config), max_concurrent_run_count=1,
+                        service_account=config.orchestration.service_account or None)
+        stream.write(f"Created schedule {schedule.resource_name} ({schedule_cron(config)})\n")
+        return schedule.resource_name
     job.submit(service_account=config.orchestration.service_account or None)
     stream.write(f"Submitted {job.resource_name}\n{job._dashboard_uri()}\n")
     return job.resource_name

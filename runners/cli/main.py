@@ -11,6 +11,7 @@ import click
 
 from runners.cli.cluster import cluster
 from runners.cli.edge import edge
+from runners.cli.lifecycle import rehearse_command, watch_command
 from runners.cli.monitor import monitor
 from runners.cli.options import CONFIG_OPTION, SET_OPTION, config_from_options
 from runners.cli.report import report_command
@@ -97,7 +98,8 @@ def schema_refresh(config_path, overrides) -> None:
     click.echo("Review the diff (git diff schema/) before the next run.")
 
 
-for group in (edge, runs, synth_command, serving, cluster, monitor, report_command):
+for group in (edge, runs, synth_command, serving, cluster, monitor, report_command, watch_command,
+              rehearse_command):
     main.add_command(group)
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@
 # (the same setup.py Dataflow workers install), so components import user code
 # by dotted path, e.g. models.preprocessing.preprocessing_fn.
 #
-#   docker build -t tfxt-pipeline .
+#   docker build -t tfxt-pipeline .                                  # TFX 1.16 (requirements.lock)
+#   docker build --build-arg TFX_VERSION=1.21.0 -t tfxt-pipeline .   # TFX 1.21 (requirements-py313.lock)
 #   docker tag tfxt-pipeline REGION-docker.pkg.dev/PROJECT/REPOSITORY/tfxt-pipeline:VERSION
 #   docker push REGION-docker.pkg.dev/PROJECT/REPOSITORY/tfxt-pipeline:VERSION
 # then set orchestration.image in the config to the pushed name.
-FROM tensorflow/tfx:1.16.0
+ARG TFX_VERSION=1.16.0
+FROM tensorflow/tfx:${TFX_VERSION}
 
 ENV TF_USE_LEGACY_KERAS=1 \
     PYTHONUNBUFFERED=1

@@ -17,7 +17,7 @@ the Vertex AI client (about 10 s) in every process that builds the pipeline.
 import json
 from typing import List
 
-import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx.components import (
     DistributionValidator,
     Evaluator,
@@ -239,54 +239,58 @@ def _monitoring_nodes(config: PipelineConfig, served_model: Channel) -> List:
     return [span_examples, span_statistics, validator, decay, gate]
 
 
-def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
     """TFMA config: accuracy gates, per-class precision/recall, a confusion matrix, slices from `features`.
 
     The value and change thresholds gate the Overall slice only: on a small slice one more
     wrong prediction can move accuracy by several points. The per-slice gate is opt-in
     (`thresholds.slice_min_accuracy`) and skips slices under `thresholds.slice_min_examples`.
+
+    The messages come from TFMA's config_pb2: TFMA 0.52 (TFX 1.21) no longer exports them
+    at the package's top level, and the module is the same one on TFMA 0.47 (TFX 1.16).
     """
     thresholds = config.thresholds
-    overall_threshold = tfma.PerSliceMetricThreshold(
-        slicing_specs=[tfma.SlicingSpec()],
-        threshold=tfma.MetricThreshold(
-            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": thresholds.min_accuracy}),
+    overall_threshold = tfma_config.PerSliceMetricThreshold(
+        slicing_specs=[tfma_config.SlicingSpec()],
+        threshold=tfma_config.MetricThreshold(
+            value_threshold=tfma_config.GenericValueThreshold(lower_bound={"value": thresholds.min_accuracy}),
             # A baseline exists from the second blessed run on; until then TFMA
             # skips change thresholds.
-            change_threshold=tfma.GenericChangeThreshold(
-                direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            change_threshold=tfma_config.GenericChangeThreshold(
+                direction=tfma_config.MetricDirection.HIGHER_IS_BETTER,
                 absolute={"value": -thresholds.max_accuracy_drop})))
     gated_metrics = [
-        tfma.MetricConfig(class_name="ExampleCount"),
-        tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[overall_threshold]),
+        tfma_config.MetricConfig(class_name="ExampleCount"),
+        tfma_config.MetricConfig(class_name="SparseCategoricalAccuracy",
+                                 per_slice_thresholds=[overall_threshold]),
     ]
     if thresholds.slice_min_accuracy > 0:
-        gated_metrics.append(tfma.MetricConfig(
+        gated_metrics.append(tfma_config.MetricConfig(
             class_name=slice_gate.SliceGateAccuracy.__name__, module=slice_gate.__name__,
             config=json.dumps({"min_examples": thresholds.slice_min_examples}),
-            per_slice_thresholds=[tfma.PerSliceMetricThreshold(
-                slicing_specs=[tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_KEYS],
-                threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+            per_slice_thresholds=[tfma_config.PerSliceMetricThreshold(
+                slicing_specs=[tfma_config.SlicingSpec(feature_keys=[key]) for key in features.SLICE_KEYS],
+                threshold=tfma_config.MetricThreshold(value_threshold=tfma_config.GenericValueThreshold(
                     lower_bound={"value": thresholds.slice_min_accuracy})))]))
-    return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(
+    return tfma_config.EvalConfig(
+        model_specs=[tfma_config.ModelSpec(
             signature_name="serving_default",
             label_key=features.transformed_name(features.LABEL_KEY),
             prediction_key="scores",
             preprocessing_function_names=["transform_features"],
         )],
-        slicing_specs=[tfma.SlicingSpec()]
-        + [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_KEYS],
+        slicing_specs=[tfma_config.SlicingSpec()]
+        + [tfma_config.SlicingSpec(feature_keys=[key]) for key in features.SLICE_KEYS],
         metrics_specs=[
-            tfma.MetricsSpec(metrics=gated_metrics + [
+            tfma_config.MetricsSpec(metrics=gated_metrics + [
                 # The confusion matrix the run report draws (pipeline/ops/report.py).
-                tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+                tfma_config.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
             ]),
-            tfma.MetricsSpec(
-                binarize=tfma.BinarizationOptions(
+            tfma_config.MetricsSpec(
+                binarize=tfma_config.BinarizationOptions(
                     class_ids={"values": list(range(len(features.LABEL_CLASSES)))}),
-                metrics=[tfma.MetricConfig(class_name="Precision"),
-                         tfma.MetricConfig(class_name="Recall")],
+                metrics=[tfma_config.MetricConfig(class_name="Precision"),
+                         tfma_config.MetricConfig(class_name="Recall")],
             ),
         ],
     )

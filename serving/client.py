@@ -202,13 +202,10 @@ class GrpcClient:
                 for result in response.result.classifications]
 
     def status(self, version: Optional[int] = None, label: Optional[str] = None) -> Dict[str, Any]:
-        from google.protobuf import json_format
         from tensorflow_serving.apis import get_model_status_pb2
 
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=self.model_spec(version, label))
-        return json_format.MessageToDict(self._call(self.models.GetModelStatus, request),
-                                         including_default_value_fields=True,
-                                         preserving_proto_field_name=True)
+        return payloads.message_dict(self._call(self.models.GetModelStatus, request))
 
     def metadata(self, version: Optional[int] = None, label: Optional[str] = None) -> Dict[str, Any]:
         """{"model_spec": ..., "signature_def": {key: SignatureDef as a dict}}."""

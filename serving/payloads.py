@@ -10,6 +10,7 @@ so that all of them encode a missing value the same way.
 """
 
 import base64
+import inspect
 import json
 import math
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence
@@ -207,6 +208,17 @@ def to_json(value: Any, name: str = "") -> Any:
 def rows_to_examples(rows: Iterable[Mapping[str, Any]]) -> List[Any]:
     """`example_from_row` for each row, without the label (serving does not take it)."""
     return [example_from_row({k: v for k, v in row.items() if k != features.LABEL_KEY}) for row in rows]
+
+
+def message_dict(message) -> Dict[str, Any]:
+    """A proto message as TF Serving's REST API prints it: proto field names, defaults included."""
+    from google.protobuf import json_format
+
+    parameters = inspect.signature(json_format.MessageToDict).parameters
+    # protobuf 5.26 renamed including_default_value_fields; protobuf 6 (TFX 1.21) removed the old name.
+    defaults = ("always_print_fields_with_no_presence"
+                if "always_print_fields_with_no_presence" in parameters else "including_default_value_fields")
+    return json_format.MessageToDict(message, preserving_proto_field_name=True, **{defaults: True})
 
 
 def _is_missing(value: Any) -> bool:

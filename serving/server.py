@@ -133,18 +133,17 @@ class LocalServer:
     # JSON views shared with the REST front end -------------------------------
 
     def status_json(self, name, version=None, label=None) -> dict:
-        from google.protobuf import json_format
         from tensorflow_serving.apis import model_pb2
 
         from serving.grpc_service import model_status
+        from serving.payloads import message_dict
 
         spec = model_pb2.ModelSpec(name=name)
         if version is not None:
             spec.version.value = version
         if label is not None:
             spec.version_label = label
-        return json_format.MessageToDict(model_status(self, spec), including_default_value_fields=True,
-                                         preserving_proto_field_name=True)
+        return message_dict(model_status(self, spec))
 
     def metadata_json(self, name, version=None, label=None) -> dict:
         from google.protobuf import json_format

@@ -19,6 +19,7 @@ than `max_request_bytes` are refused (413) before they are read.
 import base64
 import binascii
 import json
+import logging
 import math
 import re
 import time
@@ -30,6 +31,8 @@ import numpy as np
 
 from serving import payloads
 from serving.errors import ServingError
+
+log = logging.getLogger(__name__)
 
 PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                   r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
@@ -109,12 +112,13 @@ class RestHandler(BaseHTTPRequestHandler):
             # Deeply nested JSON: an answer, not a dropped connection.
             error = ServingError(grpc.StatusCode.INVALID_ARGUMENT, "JSON Parse error: nested too deeply")
             status, response = error.http_status, {"error": error.message}
-        except ServingError as e:
-            status, response = e.http_status, {"error": e.message}
+        except Exception as e:  # an unexpected failure still gets TF Serving's 500 JSON
+            error = e if isinstance(e, ServingError) else _internal_error(e)
+            status, response = error.http_status, {"error": error.message}
             app.metrics.count(match["name"] if match else "", match and match["verb"] or method,
-                              e.code.name)
+                              error.code.name)
             if match and match["verb"] in VERBS:
-                app.request_log.write("rest", match["verb"], match["name"], None, None, e.code.name,
+                app.request_log.write("rest", match["verb"], match["name"], None, None, error.code.name,
                                       started)
         self._send(status, json.dumps(response))
 
@@ -202,6 +206,15 @@ class RestHandler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
+
+
+def _internal_error(error: Exception) -> ServingError:
+    """A bug or an unforeseen failure: logged with its traceback, answered as INTERNAL (500).
+
+    Without this the handler thread dies and the client sees a dropped connection.
+    """
+    log.exception("Unexpected error in a REST request")
+    return ServingError(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}".split("\n")[0])
 
 
 class _TooLarge(ServingError):

@@ -1,6 +1,9 @@
 """Orchestrators: the same `create_pipeline(config)` on Beam, Airflow, Kubeflow V2 / Vertex AI
 and through the tfx CLI.
 
+On Python 3.13 (TFX 1.21) kfp and Airflow are not installed, because TFX 1.21 declares them
+only for older Pythons; the tests that need them skip there and say why.
+
 Fast tests cover the config section, the resolved Beam arguments and the submit
 checks. One `tfx pipeline compile --engine=vertex` feeds the Kubeflow V2 structure
 tests and the Vertex dry run.
@@ -9,6 +12,7 @@ tfx CLI's local engine on the same outputs (cached), and as an Airflow DAG.
 """
 
 import dataclasses
+import importlib.util
 import io
 import json
 import os
@@ -34,6 +38,14 @@ VERTEX_CONFIG = {
                       "image": "europe-west4-docker.pkg.dev/my-project/tfxt/pipeline:1",
                       "service_account": "runner@my-project.iam.gserviceaccount.com"},
 }
+PYTHON = "Python %d.%d" % sys.version_info[:2]
+requires_kfp = pytest.mark.skipif(
+    importlib.util.find_spec("kfp") is None,
+    reason=f"kfp is not installed: TFX 1.21 installs kfp only below Python 3.12 (this is {PYTHON})")
+requires_airflow = pytest.mark.skipif(
+    importlib.util.find_spec("airflow") is None,
+    reason=f"apache-airflow is not installed: TFX 1.21 supports Airflow only below Python 3.13 "
+           f"(this is {PYTHON})")
 PIPELINE_TASKS = {
     "CsvExampleGen", "StatisticsGen", "SchemaGen", "ImportSchemaGen", "ExampleValidator",
     "AnomaliesGate", "Transform", "Trainer", "Evaluator", "Pusher",
@@ -170,6 +182,7 @@ def pipeline_spec(job):
     return json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
 
 
+@requires_kfp
 def test_kubeflow_v2_compile_has_every_task_and_dependency(vertex_compiled):
     _, job, _ = vertex_compiled
     tasks = pipeline_spec(job).root.dag.tasks
@@ -185,6 +198,7 @@ def test_kubeflow_v2_compile_has_every_task_and_dependency(vertex_compiled):
     assert depends["RunRecord"] == set()
 
 
+@requires_kfp
 def test_kubeflow_v2_compile_uses_config_image_root_and_runtime_parameters(vertex_compiled):
     _, job, _ = vertex_compiled
     spec = pipeline_spec(job)
@@ -199,6 +213,7 @@ def test_kubeflow_v2_compile_uses_config_image_root_and_runtime_parameters(verte
     assert tasks["Trainer"].inputs.parameters["train_args"].component_input_parameter == "train_args"
 
 
+@requires_kfp
 def test_vertex_dry_run_prints_the_request_with_overrides(vertex_compiled):
     template_path, _, config = vertex_compiled
     stream = io.StringIO()
@@ -341,6 +356,7 @@ print("TASK_STATES=" + json.dumps({ti.task_id: ti.state for ti in dag_run.get_ta
 
 
 @pytest.mark.e2e
+@requires_airflow
 def test_airflow_dag_runs_every_task_and_pushes(tmp_path):
     config_path = write_config(str(tmp_path), FAST_TRAINING)
     home = tmp_path / "airflow"

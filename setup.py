@@ -23,6 +23,8 @@ setup(
         "tfx>=1.16,<1.22",
         # Follows TensorFlow's minor version (TF 2.16 with TFX 1.16, TF 2.21 with TFX 1.21).
         "tf-keras>=2.16,<2.22",
+        # The Trainer writes TensorBoard logs; TensorFlow 2.21 no longer pulls it in.
+        "tensorboard>=2.16",
         "click>=8",
         "pyyaml>=5",
     ],

@@ -9,13 +9,22 @@ from typing import List
 
 from pipeline.config import PipelineConfig
 
+# What `beam_runner: DirectRunner` runs: Beam's in-process FnApiRunner, named by its class path
+# (Beam 2.59 knows no short name for it). Beam 2.68 made --runner=DirectRunner try Prism first,
+# a Go runner it downloads at run time: offline that costs seconds per Beam job before it falls
+# back, and online it would run the job outside this process, where the in_memory row order
+# (pipeline/components/example_gen.py) is not promised. Beam's note on that change says to pin
+# FnApiRunner, which DirectRunner chose for every TFX job before it.
+DIRECT_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+
 
 def beam_pipeline_args(config: PipelineConfig) -> List[str]:
     """The full Beam argument list: the runner's settings, then `config.beam_args`.
 
-    DirectRunner gets its running mode and worker count; DataflowRunner gets the
-    project, region, temp and staging locations, machine type and the setup.py
-    its workers install the template from. Extra `beam_args` come last, so they win.
+    DirectRunner (Beam's FnApiRunner, see DIRECT_RUNNER) gets its running mode and worker
+    count; DataflowRunner gets the project, region, temp and staging locations, machine
+    type and the setup.py its workers install the template from. Extra `beam_args` come
+    last, so they win.
 
     Both name the setup file. Without one, TFX's Beam executors (ExampleGen,
     StatisticsGen, Transform, Evaluator) each copy TFX's installed package and build
@@ -37,7 +46,7 @@ def beam_pipeline_args(config: PipelineConfig) -> List[str]:
         ]
     else:
         args = [
-            "--runner=DirectRunner",
+            f"--runner={DIRECT_RUNNER}",
             f"--direct_running_mode={orchestration.direct_running_mode}",
             f"--direct_num_workers={orchestration.direct_num_workers}",
             f"--setup_file={orchestration.setup_file}",

@@ -24,7 +24,7 @@ import yaml
 
 from pipeline.config import ConfigError, load_config
 from pipeline.ops import vertex
-from pipeline.orchestration import beam_pipeline_args
+from pipeline.orchestration import DIRECT_RUNNER, beam_pipeline_args
 from tests.conftest import DATA_ROOT, REPO_ROOT, RUN_TIMEOUT_SECONDS, run_pipeline, write_config
 
 # Small but still blessed at the default min_accuracy; saves a minute per run.
@@ -68,8 +68,18 @@ def test_direct_runner_args_come_from_config_and_extra_args_win():
     config = config_with(orchestration={"direct_running_mode": "multi_processing", "direct_num_workers": 2},
                          beam_args=["--direct_num_workers=3"])
     assert beam_pipeline_args(config) == [
-        "--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2",
+        f"--runner={DIRECT_RUNNER}", "--direct_running_mode=multi_processing", "--direct_num_workers=2",
         "--setup_file=./setup.py", "--direct_num_workers=3"]
+
+
+def test_direct_runner_is_beams_in_process_runner_on_every_beam_version():
+    """Not --runner=DirectRunner, which tries Prism (downloaded at run time) first since Beam 2.68."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.runners.runner import create_runner
+
+    options = PipelineOptions(beam_pipeline_args(config_with()))
+    assert isinstance(create_runner(options.view_as(StandardOptions).runner), FnApiRunner)
 
 
 def test_dataflow_args_are_resolved_from_config():

@@ -115,7 +115,7 @@ def test_pipeline_is_a_pure_function_of_the_config(config):
             == {c.id: c.exec_properties for c in second.components})
 
 
-def test_example_gen_reads_the_span_files_in_sorted_order(components, monkeypatch, tmp_path):
+def test_example_gen_reads_the_span_files_in_sorted_order(config, components, monkeypatch, tmp_path):
     """tf.io.gfile.glob's order varies from run to run; ExampleGen must not pass it on to training."""
     import os
 
@@ -124,6 +124,7 @@ def test_example_gen_reads_the_span_files_in_sorted_order(components, monkeypatc
     from tfx.dsl.io import fileio
 
     from pipeline.components import example_gen
+    from pipeline.orchestration import beam_pipeline_args
 
     assert components["CsvExampleGen"].executor_spec.executor_class is example_gen.Executor
     assert len(fileio.glob(os.path.join(DATA_ROOT, "span-*", "*.csv"))) == 3
@@ -134,7 +135,7 @@ def test_example_gen_reads_the_span_files_in_sorted_order(components, monkeypatc
     properties = {"input_base": DATA_ROOT,
                   "custom_config": components["CsvExampleGen"].exec_properties["custom_config"]}
     out = tmp_path / "years.txt"
-    with beam.Pipeline() as p:
+    with beam.Pipeline(argv=beam_pipeline_args(config)) as p:  # the runner ExampleGen gets
         _ = (p
              | source(properties, "span-*/*.csv")
              | beam.Map(lambda record: str(

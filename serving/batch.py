@@ -1,6 +1,6 @@
 """Batch (offline) predictions with Beam's RunInference over a CSV or TFRecord input.
 
-    run_batch_predictions(model_dir, "data/new/*.csv", beam_args=config.beam_args)
+    run_batch_predictions(model_dir, "data/new/*.csv", beam_args=beam_pipeline_args(config))
 
 Each input row is read as a raw feature dict (CSV with a header, or
 tf.Examples in TFRecord files, gzipped or not), batched by RunInference and
@@ -9,9 +9,9 @@ the input row next to its prediction:
 
     {"input": {"island": "Biscoe", ...}, "prediction": {"predicted_class": "Gentoo", "scores": [...]}}
 
-It runs on DirectRunner here and on Dataflow with the pipeline's own Beam
-arguments (`beam_args` in the config: --runner=DataflowRunner, --project, ...,
-with --setup_file=./setup.py so workers can import this package).
+It runs with the pipeline's own Beam arguments (`pipeline.orchestration.beam_pipeline_args`):
+Beam's in-process runner here, Dataflow with the config's `orchestration` section
+(--setup_file=./setup.py so workers can import this package).
 `tfxt serving batch` is the command; tests call this function directly.
 """
 

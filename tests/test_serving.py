@@ -373,6 +373,7 @@ def test_without_labels_the_newest_push_is_served_without_a_restart(pushed_pipel
 
 
 def test_batch_predictions_on_direct_runner(served, tmp_path):
+    from pipeline.orchestration import beam_pipeline_args
     from serving.batch import run_batch_predictions
 
     config, server, rest, rpc = served
@@ -384,7 +385,7 @@ def test_batch_predictions_on_direct_runner(served, tmp_path):
     input_csv.parent.mkdir()
     input_csv.write_text("\n".join(lines) + "\n")
     version_dir = os.path.join(config.serving_model_dir, str(versions.stable_version(serving_paths(config))))
-    files = run_batch_predictions(version_dir, str(input_csv), beam_args=config.beam_args)
+    files = run_batch_predictions(version_dir, str(input_csv), beam_args=beam_pipeline_args(config))
     assert files and all(f.startswith(str(tmp_path / "new" / "predictions")) for f in files)
     records = [json.loads(line) for path in files for line in open(path)]
     assert len(records) == len(lines) - 1

@@ -168,6 +168,7 @@ def batch(input_pattern, config_path, overrides, output_prefix, version) -> None
     config = config_from_options(config_path, overrides, require_schema=False)
     import os
 
+    from pipeline.orchestration import beam_pipeline_args
     from serving.batch import run_batch_predictions
     from serving.server_files import serving_paths
     from serving.versions import stable_version
@@ -178,7 +179,7 @@ def batch(input_pattern, config_path, overrides, output_prefix, version) -> None
         raise click.ClickException(f"No pushed versions in {paths.serving_model_dir}.")
     model_dir = os.path.join(paths.serving_model_dir, str(version))
     try:
-        files = run_batch_predictions(model_dir, input_pattern, output_prefix, config.beam_args)
+        files = run_batch_predictions(model_dir, input_pattern, output_prefix, beam_pipeline_args(config))
     except (FileNotFoundError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"Version {version} predicted {input_pattern}:")

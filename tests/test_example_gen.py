@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline.components import example_gen
+from pipeline.orchestration import DIRECT_RUNNER
 from tests.conftest import DATA_ROOT, SCHEMA_PATH
 
 HEADER = "species,island,bill_length_mm,bill_depth_mm,flipper_length_mm,body_mass_g,sex,year"
@@ -72,7 +73,7 @@ def _run_source(source, properties, out):
             record = tf.train.Example.FromString(record)
         return record.SerializeToString(deterministic=True).hex()
 
-    with beam.Pipeline() as p:
+    with beam.Pipeline(argv=[f"--runner={DIRECT_RUNNER}"]) as p:  # the pipeline's runner
         _ = (p | source(properties, "span-*/*.csv") | beam.Map(canonical)
              | beam.io.WriteToText(str(out), num_shards=1, shard_name_template=""))
     return out.read_text().split()

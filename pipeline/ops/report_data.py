@@ -215,14 +215,18 @@ def read_drift_skew(anomalies_uri: str) -> List[Dict[str, Any]]:
 
 
 def read_thresholds(evaluator_execution) -> Dict[str, Dict[str, float]]:
-    """The value and change thresholds of the eval config the Evaluator ran with, per metric."""
-    import tensorflow_model_analysis as tfma
+    """The value and change thresholds of the eval config the Evaluator ran with, per metric.
+
+    The messages come from TFMA's config_pb2: TFMA 0.52 (TFX 1.21) no longer exports them at
+    the top level.
+    """
     from google.protobuf import json_format
+    from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 
     properties = evaluator_execution.custom_properties
     if "eval_config" not in properties:
         return {}
-    eval_config = json_format.Parse(properties["eval_config"].string_value, tfma.EvalConfig(),
+    eval_config = json_format.Parse(properties["eval_config"].string_value, tfma_config.EvalConfig(),
                                     ignore_unknown_fields=True)
     result: Dict[str, Dict[str, float]] = {}
     for spec in eval_config.metrics_specs:
@@ -230,7 +234,7 @@ def read_thresholds(evaluator_execution) -> Dict[str, Dict[str, float]]:
             # The gates hold for the Overall slice (per_slice_thresholds with an empty SlicingSpec,
             # see pipeline.pipeline.eval_config); a plain `threshold` would hold for every slice.
             overall = [t.threshold for t in metric.per_slice_thresholds
-                       if tfma.SlicingSpec() in t.slicing_specs]
+                       if tfma_config.SlicingSpec() in t.slicing_specs]
             entry = {}
             for threshold in [metric.threshold] + overall:
                 if threshold.value_threshold.HasField("lower_bound"):

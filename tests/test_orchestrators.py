@@ -39,9 +39,7 @@ VERTEX_CONFIG = {
                       "service_account": "runner@my-project.iam.gserviceaccount.com"},
 }
 PYTHON = "Python %d.%d" % sys.version_info[:2]
-requires_kfp = pytest.mark.skipif(
-    importlib.util.find_spec("kfp") is None,
-    reason=f"kfp is not installed: TFX 1.21 installs kfp only below Python 3.12 (this is {PYTHON})")
+KFP_MISSING = f"kfp is not installed: TFX 1.21 installs kfp only below Python 3.12 (this is {PYTHON})"
 requires_airflow = pytest.mark.skipif(
     importlib.util.find_spec("airflow") is None,
     reason=f"apache-airflow is not installed: TFX 1.21 supports Airflow only below Python 3.13 "
@@ -168,7 +166,12 @@ def venv_env(**values):
 
 @pytest.fixture(scope="module")
 def vertex_compiled(tmp_path_factory):
-    """`tfx pipeline compile --engine=vertex` on runners/kubeflow_v2_runner.py, in a tmp directory."""
+    """`tfx pipeline compile --engine=vertex` on runners/kubeflow_v2_runner.py, in a tmp directory.
+
+    Every test that uses it skips where kfp is not installed.
+    """
+    if importlib.util.find_spec("kfp") is None:
+        pytest.skip(KFP_MISSING)
     directory = tmp_path_factory.mktemp("vertex")
     config_path = str(directory / "vertex.yaml")
     with open(config_path, "w") as f:
@@ -192,7 +195,6 @@ def pipeline_spec(job):
     return json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
 
 
-@requires_kfp
 def test_kubeflow_v2_compile_has_every_task_and_dependency(vertex_compiled):
     _, job, _ = vertex_compiled
     tasks = pipeline_spec(job).root.dag.tasks
@@ -208,7 +210,6 @@ def test_kubeflow_v2_compile_has_every_task_and_dependency(vertex_compiled):
     assert depends["RunRecord"] == set()
 
 
-@requires_kfp
 def test_kubeflow_v2_compile_uses_config_image_root_and_runtime_parameters(vertex_compiled):
     _, job, _ = vertex_compiled
     spec = pipeline_spec(job)
@@ -223,7 +224,6 @@ def test_kubeflow_v2_compile_uses_config_image_root_and_runtime_parameters(verte
     assert tasks["Trainer"].inputs.parameters["train_args"].component_input_parameter == "train_args"
 
 
-@requires_kfp
 def test_vertex_dry_run_prints_the_request_with_overrides(vertex_compiled):
     template_path, _, config = vertex_compiled
     stream = io.StringIO()
@@ -279,6 +279,7 @@ print("DAG_SHAPE=" + json.dumps({
 """
 
 
+@requires_airflow
 def test_a_scheduled_airflow_dag_starts_with_a_sensor_for_a_new_span(tmp_path):
     # Without a schedule there is no sensor: test_airflow_dag_runs_every_task_and_pushes runs
     # that DAG on the bundled spans, which have no _SUCCESS marker and would wait forever.

@@ -142,7 +142,9 @@ def train(args: TrainingArgs, tf_transform_output, train_dataset_fn, eval_datase
     global_batch_size = args.hyperparameters.batch_size * strategy.num_replicas_in_sync
     with strategy.scope():
         model = model_from_transform_output(tf_transform_output, args.hyperparameters)
-        started = warm_start_lib.warm_start(model, base_model, vocabularies(tf_transform_output))
+        # The vocabularies are read only when there is a base model to compare them with.
+        started = warm_start_lib.warm_start(
+            model, base_model, vocabularies(tf_transform_output) if base_model else {})
     chief = distribution.is_chief(strategy)
     if log_dir and chief:
         write_warm_start(log_dir, started)

@@ -54,7 +54,7 @@ def _version_dirs(config):
 
 
 def test_drift_stops_the_run_before_transform_with_one_line_naming_it(drifted_run, pushed_pipeline):
-    assert drifted_run.returncode == 1, drifted_run.output[-3000:]
+    assert drifted_run.returncode == 4, drifted_run.output[-3000:]  # data stopped (README, Exit codes)
     failed = next(line for line in drifted_run.output.splitlines() if line.startswith("Run FAILED:"))
     assert failed.startswith("Run FAILED: Drift from span 2009 to span 2010, feature 'body_mass_g': "
                              "Jensen-Shannon divergence ")

@@ -81,11 +81,15 @@ def drift_results(config: PipelineConfig, run_id: Optional[str] = None) -> List[
     """Drift results of every run (or one run) that compared two spans, oldest first."""
     store, run_ids = _runs(config)
     results = []
+    # A cached run reuses the earlier run's artifact: it measured nothing new, so it is listed once.
+    seen = set()
     for rid in ([run_id] if run_id else run_ids) if store is not None else []:
         nodes = {n.node_id: n for n in mlmd.run_executions(store, config.pipeline_name, rid)}
         gate, validator = nodes.get(drift_gate.NODE_ID), nodes.get(drift_gate.VALIDATOR_NODE_ID)
-        if gate is None or validator is None or not validator.outputs.get("anomalies"):
+        if gate is None or validator is None or not validator.outputs.get("anomalies") \
+                or validator.outputs["anomalies"][0].id in seen:
             continue
+        seen.add(validator.outputs["anomalies"][0].id)
         properties = gate.execution.custom_properties
         results.append(DriftResult(
             rid, properties["newest_span"].int_value, properties["previous_span"].int_value,
@@ -98,11 +102,13 @@ def decay_records(config: PipelineConfig) -> List[DecayRecord]:
     """The ModelDecay record of every run that had two spans, oldest first."""
     store, run_ids = _runs(config)
     records = []
+    seen = set()  # a cached run reuses the earlier run's record: listed once
     for rid in run_ids:
         nodes = {n.node_id: n for n in mlmd.run_executions(store, config.pipeline_name, rid)}
         decay = nodes.get(model_decay.NODE_ID)
-        if decay is None or not decay.outputs.get("accuracy"):
+        if decay is None or not decay.outputs.get("accuracy") or decay.outputs["accuracy"][0].id in seen:
             continue
+        seen.add(decay.outputs["accuracy"][0].id)
         records.append(_decay_record(rid, decay.outputs["accuracy"][0].custom_properties))
     return records
 

@@ -270,6 +270,7 @@ def train_job(job: TrainingJob) -> None:
         model_run_dir=job.model_run_dir,
         custom_config=job.custom_config(),
         hyperparameters=None,
+        base_model=None,  # loopback clusters train cold; warm start is the pipeline's (Trainer base_model)
     ))
 
 

@@ -102,3 +102,15 @@ def ram_filesystem():
 
     filesystem_registry.DEFAULT_FILESYSTEM_REGISTRY.register(RamFilesystem, priority=20)
     return "ram://"
+
+
+@pytest.fixture(scope="module")
+def mariadb(tmp_path_factory):
+    """A throwaway MariaDB server on loopback (`tests.mariadb`), one per test module."""
+    from tests.mariadb import binaries, mariadb_server
+
+    if binaries() is None:
+        pytest.skip("MariaDB is not installed; `sudo .ci/install-system-deps` installs it "
+                    "(.ci/run does this before `make test`).")
+    with mariadb_server(str(tmp_path_factory.mktemp("mariadb"))) as server:
+        yield server

@@ -15,7 +15,6 @@ import pytest
 from pipeline.config import load_config
 from pipeline.ops.lock import LockHeldError, pipeline_lock
 from tests.conftest import DATA_ROOT, REPO_ROOT, SCHEMA_PATH
-from tests.mariadb import binaries, mariadb_server
 
 # The child takes the lock, says so, then holds it until its stdin closes.
 HOLDER = """
@@ -93,15 +92,6 @@ def test_lock_waits_no_longer_than_asked(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-
-
-@pytest.fixture(scope="module")
-def mariadb(tmp_path_factory):
-    if binaries() is None:
-        pytest.skip("MariaDB is not installed; `sudo .ci/install-system-deps` installs it "
-                    "(.ci/run does this before `make test`).")
-    with mariadb_server(str(tmp_path_factory.mktemp("mariadb"))) as server:
-        yield server
 
 
 def _mysql(mariadb) -> dict:

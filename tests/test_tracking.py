@@ -30,7 +30,6 @@ from pipeline.config import ConfigError, load_config
 from pipeline.ops import tracking
 from runners.cli.main import main
 from tests.conftest import DATA_ROOT, RUN_TIMEOUT_SECONDS, run_pipeline, write_config
-from tests.mariadb import binaries, mariadb_server
 
 # Short training keeps both runs within the test budget; the threshold keeps them blessed.
 # The edge export is tested on the shared run (tests/test_edge.py), so it is off here.
@@ -128,15 +127,6 @@ def test_unreachable_mysql_is_a_clear_error():
 
 
 # ---------------------------------------------------------------- MariaDB end to end
-
-
-@pytest.fixture(scope="module")
-def mariadb(tmp_path_factory):
-    if binaries() is None:
-        pytest.skip("MariaDB is not installed; `sudo .ci/install-system-deps` installs it "
-                    "(.ci/run does this before `make test`).")
-    with mariadb_server(str(tmp_path_factory.mktemp("mariadb"))) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

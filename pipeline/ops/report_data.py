@@ -10,7 +10,7 @@ through `tfx.dsl.io.fileio`, so a `gs://` pipeline root works as a local one.
 import dataclasses
 import json
 import posixpath
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
 
@@ -153,19 +153,26 @@ def split_dirs(uri: str) -> Dict[str, str]:
     return result
 
 
+def _split_protos(uri: str, file_name: str, proto_class) -> Iterator[Tuple[str, Any]]:
+    """(split, parsed `file_name`) for each Split-* folder of an artifact that holds the file."""
+    from tfx.dsl.io import fileio
+
+    for split, folder in split_dirs(uri).items():
+        path = posixpath.join(folder, file_name)
+        if fileio.exists(path):
+            proto = proto_class()
+            with fileio.open(path, "rb") as f:
+                proto.ParseFromString(f.read())
+            yield split, proto
+
+
 def read_statistics(statistics_uri: str) -> Dict[str, Dict[str, FeatureStatistics]]:
     """Per split, per feature: counts, summary values and a histogram, from FeatureStats.pb."""
     from tensorflow_metadata.proto.v0 import statistics_pb2
-    from tfx.dsl.io import fileio
 
     result = {}
-    for split, folder in split_dirs(statistics_uri).items():
-        path = posixpath.join(folder, "FeatureStats.pb")
-        if not fileio.exists(path):
-            continue
-        stats = statistics_pb2.DatasetFeatureStatisticsList()
-        with fileio.open(path, "rb") as f:
-            stats.ParseFromString(f.read())
+    for split, stats in _split_protos(statistics_uri, "FeatureStats.pb",
+                                      statistics_pb2.DatasetFeatureStatisticsList):
         if stats.datasets:
             dataset = stats.datasets[0]
             result[split] = {s.name: s for s in (
@@ -193,16 +200,9 @@ def _feature_statistics(feature, num_examples: int) -> FeatureStatistics:
 def read_drift_skew(anomalies_uri: str) -> List[Dict[str, Any]]:
     """TFDV's drift/skew measurements in ExampleValidator's anomalies (empty unless configured)."""
     from tensorflow_metadata.proto.v0 import anomalies_pb2
-    from tfx.dsl.io import fileio
 
     rows = []
-    for split, folder in split_dirs(anomalies_uri).items():
-        path = posixpath.join(folder, "SchemaDiff.pb")
-        if not fileio.exists(path):
-            continue
-        anomalies = anomalies_pb2.Anomalies()
-        with fileio.open(path, "rb") as f:
-            anomalies.ParseFromString(f.read())
+    for split, anomalies in _split_protos(anomalies_uri, "SchemaDiff.pb", anomalies_pb2.Anomalies):
         for info in anomalies.drift_skew_info:
             feature = ".".join(info.path.step)
             for kind, measurements in (("drift", info.drift_measurements),

@@ -18,6 +18,7 @@ import sys
 import pytest
 import yaml
 from tensorflow_data_validation.utils import schema_util
+from tensorflow_metadata.proto.v0 import schema_pb2
 
 from pipeline.config import load_config
 from pipeline.ops.summary import summarize
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.e2e
 FRUIT_FEATURES = {
     "LABEL_KEY": '"fruit"',
     "NUMERIC_FEATURE_KEYS": '("weight_g", "diameter_cm", "sweetness")',
-    "CATEGORICAL_FEATURE_KEYS": '("color", "origin")',
+    "CATEGORICAL_FEATURE_KEYS": '("color", "origin", "grade")',
     "SLICE_KEYS": '("color",)',
     "PASSTHROUGH_KEYS": '("harvest",)',
     "LABEL_CLASSES": '("apple", "orange", "pear")',
@@ -52,6 +53,8 @@ def write_fruit_csv(path, rows_per_class=80, seed=0):
                 "sweetness": f"{rng.gauss(sweetness, 0.5):.2f}",
                 "color": rng.choice(colours),
                 "origin": "" if rng.random() < 0.05 else rng.choice(["north", "south"]),
+                # A categorical coded as numbers: SchemaGen infers INT, the refresh makes it text.
+                "grade": rng.choice(["1", "2", "3"]),
                 "harvest": "2026",
                 "fruit": fruit,
             })
@@ -114,7 +117,10 @@ def test_schema_refresh_rewrites_the_schema_for_the_new_columns(adapted):
     assert "added          weight_g" in refresh.stdout and "removed        species" in refresh.stdout
     schema = schema_util.load_schema_text(str(project / "schema" / "schema.pbtxt"))
     names = {f.name for f in schema.feature}
-    assert names == {"weight_g", "diameter_cm", "sweetness", "color", "origin", "harvest", "fruit"}
+    assert names == {"weight_g", "diameter_cm", "sweetness", "color", "origin", "grade", "harvest", "fruit"}
+    assert "typed BYTES    grade (SchemaGen inferred INT; categorical columns are text)" in refresh.stdout
+    grade = next(f for f in schema.feature if f.name == "grade")
+    assert grade.type == schema_pb2.BYTES and not grade.HasField("int_domain")
     label = next(f for f in schema.feature if f.name == "fruit")
     assert list(label.not_in_environment) == ["SERVING"]
 

@@ -64,6 +64,38 @@ def test_a_categorical_column_that_the_schema_does_not_type_as_text_is_named(sch
     assert line.startswith("  column 'hour': categorical") and "\n" not in line
 
 
+def test_a_label_the_schema_types_as_a_number_is_named_as_the_label(schema):
+    # A 0/1 class column: SchemaGen infers INT, but Transform's label vocabulary needs text.
+    [found] = anomalies_gate.type_problems(schema, ["colour", "hour"], label_key="hour")
+    assert found.column == "hour" and found.description.startswith("the label in models/features.py")
+    assert "NUMERIC_FEATURE_KEYS" not in found.description
+
+
+def test_schema_refresh_types_categoricals_and_the_label_as_text():
+    """SchemaGen infers INT for numbers; refresh retypes categoricals and the label, drops their domains."""
+    from pipeline.ops.schema_refresh import merge_schemas
+
+    inferred = text_format.Parse("""
+        feature { name: "weight" type: FLOAT value_count { min: 1 max: 1 } }
+        feature { name: "hour" type: INT int_domain { min: 0 max: 23 } value_count { min: 1 max: 1 } }
+        feature { name: "tipped" type: INT int_domain { min: 0 max: 1 } value_count { min: 1 max: 1 } }
+        feature { name: "colour" type: BYTES domain: "colour" value_count { min: 1 max: 1 } }
+        string_domain { name: "colour" value: "red" value: "blue" }
+        """, schema_pb2.Schema())
+    merged, changes = merge_schemas(schema_pb2.Schema(), inferred, "tipped", ("hour", "colour"))
+    types = {f.name: schema_pb2.FeatureType.Name(f.type) for f in merged.feature}
+    assert types == {"weight": "FLOAT", "hour": "BYTES", "tipped": "BYTES", "colour": "BYTES"}
+    hour, tipped = (next(f for f in merged.feature if f.name == n) for n in ("hour", "tipped"))
+    assert not hour.HasField("int_domain") and not tipped.HasField("int_domain")
+    assert [line for line in changes if line.startswith("typed BYTES")] == [
+        "typed BYTES    hour (SchemaGen inferred INT; categorical columns are text)",
+        "typed BYTES    tipped (SchemaGen inferred INT; the label is text)"]
+    # The gate then finds nothing to refuse, and a second refresh keeps the curated text types.
+    assert anomalies_gate.type_problems(merged, ["hour", "colour", "tipped"], "tipped") == []
+    again, changes = merge_schemas(merged, inferred, "tipped", ("hour", "colour"))
+    assert again == merged and all(line.startswith("kept curated") for line in changes)
+
+
 def test_the_bundled_schema_types_every_categorical_as_text():
     with open(SCHEMA_PATH) as f:
         schema = text_format.Parse(f.read(), schema_pb2.Schema())

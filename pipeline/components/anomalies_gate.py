@@ -10,7 +10,8 @@ The gate fails on any of:
 - a split with fewer than `validation.min_examples_per_split` examples (`count_problems`):
   a header-only span passes the schema, then Transform runs on 0 rows and training fails later;
 - too many blank values in a column the schema allows to be blank (`blank_problems`);
-- a categorical column (models/features.py) that the schema does not type BYTES (`type_problems`):
+- a categorical column or the label (models/features.py) that the schema does not type BYTES
+  (`type_problems`):
   Transform, serving and edge treat categoricals as text, and would otherwise fail only after
   training, naming no column.
 
@@ -133,15 +134,17 @@ def _common_stats(feature):
     return getattr(feature, kind).common_stats if kind in ("num_stats", "string_stats") else None
 
 
-def type_problems(schema, text_columns: List[str]) -> List[Anomaly]:
-    """A row for each column that must be text (categorical) but has another type in the schema."""
+def type_problems(schema, text_columns: List[str], label_key: str = "") -> List[Anomaly]:
+    """A row for each column that must be text (a categorical or the label) but is typed otherwise."""
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     types = {f.name: schema_pb2.FeatureType.Name(f.type) for f in schema.feature}
     return [Anomaly("", name, (
-        f"categorical in models/features.py, but schema/schema.pbtxt types it {types[name]}. Categorical "
-        "columns are text: set its type to BYTES in the schema (and drop its int_domain or float_domain; "
-        "CsvExampleGen then reads the numbers as text), or declare it in NUMERIC_FEATURE_KEYS"))
+        f"{'the label' if name == label_key else 'categorical'} in models/features.py, but "
+        f"schema/schema.pbtxt types it {types[name]}. Categorical columns and the label are text: set "
+        "its type to BYTES in the schema (and drop its int_domain or float_domain; CsvExampleGen then "
+        "reads the numbers as text; `tfxt schema refresh` does this)"
+        + ("" if name == label_key else ", or declare it in NUMERIC_FEATURE_KEYS")))
         for name in text_columns if types.get(name, "BYTES") != "BYTES"]
 
 
@@ -166,14 +169,16 @@ def AnomaliesGate(  # noqa: N802 - a component name
         min_examples_per_split: Parameter[int],
         max_blank_fraction: Parameter[float],
         blank_fractions_json: Parameter[str],
-        text_columns_json: Parameter[str]) -> None:
+        text_columns_json: Parameter[str],
+        label_key: Parameter[str]) -> None:
     """Fails the run, naming each split and column, when the data is not fit to train on."""
     stats = read_statistics(statistics.uri)
     found = count_problems(stats, min_examples_per_split)
     # Blank fractions of a too-small split say nothing; its row count is the problem.
     stats = {split: s for split, s in stats.items() if s.num_examples >= min_examples_per_split}
     curated = read_schema(schema.uri)
-    found += (type_problems(curated, json.loads(text_columns_json)) + read_anomalies(anomalies.uri)
+    text_columns = json.loads(text_columns_json) + [label_key]
+    found += (type_problems(curated, text_columns, label_key) + read_anomalies(anomalies.uri)
               + blank_problems(stats, curated, max_blank_fraction, json.loads(blank_fractions_json)))
     if found:
         raise DataValidationError(

@@ -4,11 +4,14 @@
 at new data: features SchemaGen found that the curated schema lacks are added
 as inferred, features no longer in the data are dropped, and curated entries
 (domains, presence constraints) of features still present are kept. The label
-is marked as absent in the SERVING environment.
+is marked as absent in the SERVING environment. Categorical columns and the label
+(models/features.py) are typed BYTES even when their values are numbers (an hour
+of day, a 0/1 class), which SchemaGen infers as INT: Transform builds vocabularies
+of text, and the gate would stop the next run on them otherwise.
 """
 
 import os
-from typing import List
+from typing import List, Sequence
 
 from pipeline.config import PipelineConfig
 
@@ -69,7 +72,8 @@ def refresh_schema(config: PipelineConfig) -> List[str]:
         os.path.join(latest_inferred_schema_uri(config), "schema.pbtxt"))
     curated = (schema_util.load_schema_text(config.schema_path)
                if os.path.exists(config.schema_path) else schema_pb2.Schema())
-    merged, changes = merge_schemas(curated, inferred, features.LABEL_KEY)
+    merged, changes = merge_schemas(curated, inferred, features.LABEL_KEY,
+                                    features.CATEGORICAL_FEATURE_KEYS)
     from google.protobuf import text_format
 
     os.makedirs(os.path.dirname(config.schema_path), exist_ok=True)
@@ -80,8 +84,8 @@ def refresh_schema(config: PipelineConfig) -> List[str]:
     return changes
 
 
-def merge_schemas(curated, inferred, label_key: str):
-    """(merged schema, change lines): curated features kept, others as inferred."""
+def merge_schemas(curated, inferred, label_key: str, categorical_keys: Sequence[str] = ()):
+    """(merged schema, change lines): curated features kept, others as inferred, text columns BYTES."""
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     curated_features = {f.name: f for f in curated.feature}
@@ -89,15 +93,24 @@ def merge_schemas(curated, inferred, label_key: str):
     merged = schema_pb2.Schema()
     changes = []
     domains_needed = set()
-    for feature in inferred.feature:
+    text_columns = set(categorical_keys) | {label_key}
+    for inferred_feature in inferred.feature:
+        feature = schema_pb2.Feature()
+        feature.CopyFrom(inferred_feature)
+        if feature.name in text_columns and feature.type != schema_pb2.BYTES:
+            kind = "the label is" if feature.name == label_key else "categorical columns are"
+            retyped = (f"typed BYTES    {feature.name} (SchemaGen inferred "
+                       f"{schema_pb2.FeatureType.Name(feature.type)}; {kind} text)")
+            _as_text(feature)
+        else:
+            retyped = ""
         source = curated_features.get(feature.name)
         if source is not None and source.type == feature.type:
             merged.feature.add().CopyFrom(source)
             changes.append(f"kept curated   {feature.name}")
         else:
-            new = merged.feature.add()
-            new.CopyFrom(feature)
-            changes.append(f"{'retyped' if source is not None else 'added':<14} {feature.name}")
+            merged.feature.add().CopyFrom(feature)
+            changes.append(retyped or f"{'retyped' if source is not None else 'added':<14} {feature.name}")
         if merged.feature[-1].HasField("domain"):
             domains_needed.add(merged.feature[-1].domain)
     for name in curated_features:
@@ -115,3 +128,13 @@ def merge_schemas(curated, inferred, label_key: str):
     if label_key not in inferred_names:
         changes.append(f"warning: the label '{label_key}' (models/features.py) is not in the data")
     return merged, changes
+
+
+def _as_text(feature) -> None:
+    """Retypes a schema feature as BYTES; a numeric domain no longer applies to text."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    feature.type = schema_pb2.BYTES
+    for domain in ("int_domain", "float_domain"):
+        if feature.HasField(domain):
+            feature.ClearField(domain)

@@ -252,7 +252,9 @@ def read_baseline_metrics(evaluation_uri: str):
 
     baseline: Dict[str, Dict[str, float]] = {}
     diffs: Dict[str, Dict[str, float]] = {}
-    for metrics_for_slice in tfma.load_metrics(evaluation_uri):
+    with run_summary.tensorflow_warnings_quieted():
+        loaded = list(tfma.load_metrics(evaluation_uri))
+    for metrics_for_slice in loaded:
         name = run_summary.slice_name(metrics_for_slice.slice_key)
         for kv in metrics_for_slice.metric_keys_and_values:
             if not kv.value.HasField("double_value") or kv.key.sub_key.ByteSize():
@@ -270,7 +272,8 @@ def read_confusion_matrices(evaluation_uri: str) -> Dict[str, List[List[float]]]
 
     result = {}
     try:
-        plots = list(tfma.load_plots(evaluation_uri))
+        with run_summary.tensorflow_warnings_quieted():
+            plots = list(tfma.load_plots(evaluation_uri))
     except Exception:  # noqa: BLE001 - an evaluation without plots (older runs) has no matrix
         return {}
     for plots_for_slice in plots:

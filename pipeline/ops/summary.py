@@ -6,9 +6,11 @@ and the artifacts it points to, so the summary is the same whichever
 orchestrator ran the pipeline.
 """
 
+import contextlib
 import dataclasses
+import logging
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from pipeline import mlmd
 from pipeline.components.anomalies_gate import Anomaly, read_anomalies
@@ -88,12 +90,30 @@ def read_class_names(transform_graph_uri: str) -> List[str]:
         return [line.rstrip("\n") for line in f.read().splitlines()]
 
 
+@contextlib.contextmanager
+def tensorflow_warnings_quieted() -> Iterator[None]:
+    """TensorFlow's Python logger at ERROR for the block.
+
+    TFMA's readers call `tf_record_iterator`, whose deprecation warning (five lines about
+    eager execution) a user of `tfxt runs` or the report can do nothing about.
+    """
+    logger = logging.getLogger("tensorflow")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
 def read_metrics(evaluation_uri: str) -> Dict[str, Dict[str, float]]:
     """TFMA metrics per slice, keyed by a readable slice name."""
     import tensorflow_model_analysis as tfma
 
     result: Dict[str, Dict[str, float]] = {}
-    for metrics_for_slice in tfma.load_metrics(evaluation_uri):
+    with tensorflow_warnings_quieted():
+        loaded = list(tfma.load_metrics(evaluation_uri))
+    for metrics_for_slice in loaded:
         name = slice_name(metrics_for_slice.slice_key)
         values = result.setdefault(name, {})
         for kv in metrics_for_slice.metric_keys_and_values:
@@ -115,7 +135,8 @@ def read_validation(evaluation_uri: str) -> List[str]:
 
     if not any(name.startswith("validations") for name in fileio.listdir(evaluation_uri)):
         return []
-    return validation_reasons(tfma.load_validation_result(evaluation_uri))
+    with tensorflow_warnings_quieted():
+        return validation_reasons(tfma.load_validation_result(evaluation_uri))
 
 
 def validation_reasons(result) -> List[str]:

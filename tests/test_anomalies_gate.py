@@ -78,7 +78,7 @@ def test_schema_refresh_types_categoricals_and_the_label_as_text():
     inferred = text_format.Parse("""
         feature { name: "weight" type: FLOAT value_count { min: 1 max: 1 } }
         feature { name: "hour" type: INT int_domain { min: 0 max: 23 } value_count { min: 1 max: 1 } }
-        feature { name: "tipped" type: INT int_domain { min: 0 max: 1 } value_count { min: 1 max: 1 } }
+        feature { name: "tipped" type: INT bool_domain { } value_count { min: 1 max: 1 } }
         feature { name: "colour" type: BYTES domain: "colour" value_count { min: 1 max: 1 } }
         string_domain { name: "colour" value: "red" value: "blue" }
         """, schema_pb2.Schema())
@@ -86,7 +86,8 @@ def test_schema_refresh_types_categoricals_and_the_label_as_text():
     types = {f.name: schema_pb2.FeatureType.Name(f.type) for f in merged.feature}
     assert types == {"weight": "FLOAT", "hour": "BYTES", "tipped": "BYTES", "colour": "BYTES"}
     hour, tipped = (next(f for f in merged.feature if f.name == n) for n in ("hour", "tipped"))
-    assert not hour.HasField("int_domain") and not tipped.HasField("int_domain")
+    # A bool_domain (SchemaGen's guess for 0/1) on text would accept only "true" and "false".
+    assert hour.WhichOneof("domain_info") is None and tipped.WhichOneof("domain_info") is None
     assert [line for line in changes if line.startswith("typed BYTES")] == [
         "typed BYTES    hour (SchemaGen inferred INT; categorical columns are text)",
         "typed BYTES    tipped (SchemaGen inferred INT; the label is text)"]

@@ -131,10 +131,13 @@ def merge_schemas(curated, inferred, label_key: str, categorical_keys: Sequence[
 
 
 def _as_text(feature) -> None:
-    """Retypes a schema feature as BYTES; a numeric domain no longer applies to text."""
+    """Retypes a schema feature as BYTES; a domain inferred for numbers no longer applies to text.
+
+    SchemaGen gives a 0/1 column a `bool_domain`, which for BYTES would accept only "true" and
+    "false"; an hour gets an `int_domain`. Only a string domain (named or inline) is kept.
+    """
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     feature.type = schema_pb2.BYTES
-    for domain in ("int_domain", "float_domain"):
-        if feature.HasField(domain):
-            feature.ClearField(domain)
+    if feature.WhichOneof("domain_info") not in (None, "domain", "string_domain"):
+        feature.ClearField("domain_info")

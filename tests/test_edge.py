@@ -46,6 +46,41 @@ def test_native_stderr_is_held_back_on_success_and_shown_on_failure(capfd, caplo
     assert "after" in capfd.readouterr().err
 
 
+# ---------------------------------------------------------------- device predictor's quantization
+
+
+@pytest.mark.parametrize("dtype, scale, zero_point", [
+    (np.int8, 0.0247, -3), (np.uint8, 0.0039, 128), (np.int8, 0.00390625, -128),
+])
+def test_predictor_quantizes_like_the_formula_and_saturates(dtype, scale, zero_point):
+    """The predictor's precomputed (de)quantization equals the plain formulas, out-of-range
+    inputs included (they must saturate, not wrap around)."""
+    from edge.predict import dequantizer, quantizer
+
+    details = {"dtype": dtype, "quantization": (scale, zero_point)}
+    info = np.iinfo(dtype)
+    values = np.concatenate([
+        np.random.default_rng(0).normal(0.0, 2.0, size=500),
+        [0.0, (info.max - zero_point + 20) * scale, (info.min - zero_point - 20) * scale,
+         (0.5 - zero_point) * scale, (1.5 - zero_point) * scale],  # saturation, ties to even
+    ]).astype(np.float32).reshape(1, -1)
+    expected = np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(dtype)
+    quantized = quantizer(details)(values)
+    assert quantized.dtype == dtype
+    np.testing.assert_array_equal(quantized, expected)
+    assert quantized[0, 501] == info.max and quantized[0, 502] == info.min
+
+    every_value = np.arange(info.min, info.max + 1).astype(dtype).reshape(1, -1)
+    dequantized = dequantizer(details)(every_value)
+    assert dequantized.dtype == np.float32 and dequantized.shape == every_value.shape
+    np.testing.assert_array_equal(dequantized,
+                                  (every_value.astype(np.float32) - np.float32(zero_point))
+                                  * np.float32(scale))
+
+    float_details = {"dtype": np.float32, "quantization": (0.0, 0)}
+    assert quantizer(float_details)(values) is values and dequantizer(float_details)(values) is values
+
+
 # ---------------------------------------------------------------- config and wiring
 
 

@@ -245,6 +245,28 @@ def test_readiness_report_accepts_int8_and_rejects_float(edge_run):
 
 
 @pytest.mark.e2e
+def test_parity_reference_is_the_saved_models_own_serving_signature(edge_run):
+    """The export loads the serving model once, with Keras, and takes the parity gate's reference
+    from it: its serving_default must score what the SavedModel loaded on its own scores."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from edge.export import load_serving_model
+    from edge.parity import read_rows
+    from edge.spec import to_example
+
+    saved_model = os.path.join(edge_run["edge_dir"], "saved_model")
+    rows = read_rows(os.path.join(edge_run["examples"], "Split-eval"))
+    raw_spec = tft.TFTransformOutput(edge_run["transform_graph"]).raw_feature_spec()
+    serving_spec = {k: v for k, v in raw_spec.items() if k != "species"}
+    examples = tf.constant([to_example(row, serving_spec).SerializeToString() for row in rows])
+    from_keras = load_serving_model(saved_model).signatures["serving_default"](examples=examples)
+    alone = tf.saved_model.load(saved_model).signatures["serving_default"](examples=examples)
+    np.testing.assert_allclose(from_keras["scores"].numpy(), alone["scores"].numpy(), rtol=0, atol=1e-6)
+    assert len(set(np.argmax(alone["scores"].numpy(), axis=-1).tolist())) == 3  # not a constant
+
+
+@pytest.mark.e2e
 def test_spec_reproduces_the_transform_graph(edge_run, spec):
     import tensorflow_transform as tft
 

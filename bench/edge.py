@@ -140,7 +140,8 @@ def _batch_runner(interpreter, vectors, quantizer, dequantizer):
 
 
 def _formula_scores(predictor, vector):
-    """`Predictor.scores` as it was before 84dde6e: np.iinfo, np.clip and np.round on every call."""
+    """`Predictor.scores` as it was before it built its constants once: np.iinfo, np.clip and
+    np.round on every call."""
     import numpy as np
 
     batch = np.asarray(vector, dtype=np.float32).reshape(1, -1)
@@ -203,7 +204,7 @@ MEASURES = (
     ("invoke_without_xnnpack", "`invoke()` alone, builtin kernels (XNNPACK off)"),
     ("batch", "the eval split as one batch of rows, per row (CPU only; Edge TPU models are batch 1)"),
     ("scores_formula_per_call", "`scores` with (de)quantization formulas evaluated per call "
-                                "(the predictor before 84dde6e)"),
+                                "(the predictor until 2026-11-29)"),
 )
 
 
@@ -254,7 +255,7 @@ def _reading(latency) -> str:
         "quantizing each input and dequantizing each output, "
         f"{median('scores', 'int8') - median('scores', 'float32'):.1f} us per example here, a few "
         "numpy calls on 12- and 3-element arrays, each of which costs more than the model. Until "
-        "84dde6e the predictor also recomputed the quantization constants (np.iinfo, np.clip's "
+        "2026-11-29 the predictor also recomputed the quantization constants (np.iinfo, np.clip's "
         f"wrapper) on every call: `scores` was then {before:.1f}x float32's, now "
         f"{ratio('scores'):.1f}x, with the same values. On the device path (`predict`) the "
         "preprocessing spec and the result dict cost more than the model (int8 / float32 = "

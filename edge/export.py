@@ -41,11 +41,15 @@ PREDICTOR_FILE = "predict.py"
 REJECTED_DIR = "rejected"
 
 
-def load_classifier(saved_model_dir: str):
-    """The Keras classifier (encoded vector -> probabilities) inside a serving model."""
+def load_serving_model(saved_model_dir: str):
+    """The serving model as Keras loads it; its `signatures` are the SavedModel's own."""
     import tensorflow as tf
 
-    model = tf.keras.models.load_model(saved_model_dir, compile=False)
+    return tf.keras.models.load_model(saved_model_dir, compile=False)
+
+
+def classifier_of(model, saved_model_dir: str):
+    """The Keras classifier (encoded vector -> probabilities) of a loaded serving model."""
     try:
         return model.get_layer(CLASSIFIER_LAYER)
     except ValueError:
@@ -74,8 +78,9 @@ def native_stderr_quieted() -> Iterator[None]:
     """Holds back what native code writes to file descriptor 2 while the block runs.
 
     The TFLite converter logs through absl from C++ ("W0000 ... Ignored output_format.",
-    "fully_quantize: 0, ..."), which TF_CPP_MIN_LOG_LEVEL does not reach and Python cannot
-    filter, so it would break up the pipeline's progress lines on every run. The lines go to
+    "fully_quantize: 0, ..."), and the TFLite interpreter announces "Created TensorFlow Lite
+    XNNPACK delegate for CPU."; TF_CPP_MIN_LOG_LEVEL reaches neither and Python cannot
+    filter them, so they would break up the pipeline's progress lines on every run. The lines go to
     this module's logger at debug level when the block succeeds, and to the real stderr
     when it raises, so a failed conversion still shows everything the converter said.
     """
@@ -99,16 +104,38 @@ def native_stderr_quieted() -> Iterator[None]:
                 sys.stderr.write(text)
                 sys.stderr.flush()
             elif text.strip():
-                logging.getLogger(__name__).debug("TFLite converter output:\n%s", text.rstrip())
+                logging.getLogger(__name__).debug("TFLite native output:\n%s", text.rstrip())
 
 
-def convert_tflite(classifier, variant: str,
-                   representative_vectors: Optional[np.ndarray] = None) -> bytes:
-    """The TFLite flatbuffer of `variant` (one of TFLITE_VARIANTS)."""
+@contextlib.contextmanager
+def conversion_source(classifier) -> Iterator[str]:
+    """A local SavedModel of the classifier at batch size 1, the input of every TFLite conversion.
+
+    `TFLiteConverter.from_concrete_functions([function], classifier)` saves its trackable
+    object as a SavedModel and loads it back on every `convert()`; with the Keras layer as
+    that object, the save traces every layer's functions again (about 1 s per variant, most
+    of the export's time). This module holds only the classifier's variables and the one
+    function, and is saved once. The converted files are the same: same ops, tensors,
+    weights and quantization parameters (only the converter's metadata names the source).
+    """
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [classifier_function(classifier, 1)], classifier)
+    function = classifier_function(classifier, 1)
+    module = tf.Module()
+    module.classifier_variables = list(classifier.variables)
+    with tempfile.TemporaryDirectory(prefix="edge-classifier-") as directory:
+        with native_stderr_quieted():
+            tf.saved_model.save(module, directory, signatures={"serving_default": function})
+        yield directory
+
+
+def convert_tflite(source: str, variant: str,
+                   representative_vectors: Optional[np.ndarray] = None) -> bytes:
+    """The TFLite flatbuffer of `variant` (one of TFLITE_VARIANTS) of the classifier SavedModel
+    `source` (from `conversion_source`)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(source)
     if variant == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -137,18 +164,23 @@ def freeze_graph(classifier) -> bytes:
     return frozen.graph.as_graph_def().SerializeToString()
 
 
-def write_variants(saved_model_dir: str, classifier, representative_vectors: np.ndarray,
-                   output_dir: str) -> Dict[str, str]:
-    """Writes every variant into a local `output_dir`; returns variant -> path.
-
-    `saved_model_dir` may be remote (an artifact URI): it is copied through `fileio`.
-    """
+def copy_saved_model(saved_model_dir: str, output_dir: str) -> str:
+    """Copies the serving model into a local `output_dir` (the `saved_model` variant); returns
+    the copy's path. `saved_model_dir` may be remote (an artifact URI): it is read through `fileio`."""
     from tfx.utils import io_utils
+
+    path = os.path.join(output_dir, VARIANT_FILES[SAVED_MODEL])
+    io_utils.copy_dir(saved_model_dir, path)
+    return path
+
+
+def write_variants(classifier, representative_vectors: np.ndarray, output_dir: str) -> Dict[str, str]:
+    """Writes every converted variant into a local `output_dir`, next to the `saved_model` copy
+    (`copy_saved_model`); returns variant -> path."""
     from tqdm import tqdm
 
     os.makedirs(output_dir, exist_ok=True)
     paths = {name: os.path.join(output_dir, filename) for name, filename in VARIANT_FILES.items()}
-    io_utils.copy_dir(saved_model_dir, paths[SAVED_MODEL])
     # On a terminal only (disable=None), and erased when done (leave=False), so a run's
     # progress lines and logs stay as they were.
     with tqdm(total=1 + len(TFLITE_VARIANTS), unit="variant", desc="edge variants", disable=None,
@@ -156,11 +188,12 @@ def write_variants(saved_model_dir: str, classifier, representative_vectors: np.
         with open(paths[FROZEN_GRAPH], "wb") as f:
             f.write(freeze_graph(classifier))
         progress.update()
-        for variant in TFLITE_VARIANTS:
-            progress.set_postfix_str(variant)
-            with open(paths[variant], "wb") as f:
-                f.write(convert_tflite(classifier, variant, representative_vectors))
-            progress.update()
+        with conversion_source(classifier) as source:
+            for variant in TFLITE_VARIANTS:
+                progress.set_postfix_str(variant)
+                with open(paths[variant], "wb") as f:
+                    f.write(convert_tflite(source, variant, representative_vectors))
+                progress.update()
     return paths
 
 
@@ -218,15 +251,22 @@ def _export_into(output_dir: str, saved_model_dir: str, tf_transform_output,
     representative_rows = list(train_rows)[:representative_examples]
     representative = spec_lib.encode_transformed(
         spec, spec_lib.transform_rows(tf_transform_output, representative_rows))
-    classifier = load_classifier(saved_model_dir)
+    # The exported copy is loaded, once: its classifier is converted, and its own
+    # serving_default signature is the parity gate's reference (a second load cost about 2 s).
+    saved_model_copy = copy_saved_model(saved_model_dir, output_dir)
+    serving_model = load_serving_model(saved_model_copy)
+    classifier = classifier_of(serving_model, saved_model_dir)
     if int(classifier.input_shape[-1]) != spec["feature_vector_size"]:
         raise spec_lib.SpecError(
             f"The model takes {int(classifier.input_shape[-1])} features but the Transform output "
             f"encodes {spec['feature_vector_size']}: they come from different runs.")
-    paths = write_variants(saved_model_dir, classifier, representative, output_dir)
+    paths = write_variants(classifier, representative, output_dir)
     report = readiness.check_edgetpu_readiness(paths["int8"])
     readiness.write_report(report, os.path.join(output_dir, READINESS_FILE))
-    results = parity.evaluate_variants(paths, spec, eval_rows, tf_transform_output.raw_feature_spec())
+    # Quieted: the TFLite interpreter announces its XNNPACK delegate on stderr from C++.
+    with native_stderr_quieted():
+        results = parity.evaluate_variants(paths, spec, eval_rows, tf_transform_output.raw_feature_spec(),
+                                           serving_model.signatures["serving_default"])
     blessing = parity.edge_blessing(results, max_accuracy_drop, report)
     for name, result in blessing["variants"].items():
         result["path"] = VARIANT_FILES[name]

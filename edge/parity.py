@@ -48,16 +48,21 @@ def read_rows(split_dir: str, limit: Optional[int] = None) -> List[Dict[str, Any
 
 
 def saved_model_predictions(saved_model_dir: str, rows: Sequence[Mapping[str, Any]],
-                            raw_feature_spec: Mapping[str, Any]) -> np.ndarray:
-    """Class ids the serving model predicts for `rows`, via tf.Examples (serving_default)."""
+                            raw_feature_spec: Mapping[str, Any], serving_signature=None) -> np.ndarray:
+    """Class ids the serving model predicts for `rows`, via tf.Examples (serving_default).
+
+    `serving_signature` is that signature of the model already loaded; without it the
+    model is loaded from `saved_model_dir`.
+    """
     import tensorflow as tf
 
     from edge.spec import to_example
 
-    model = tf.saved_model.load(saved_model_dir)
+    if serving_signature is None:
+        serving_signature = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
     serving_spec = {k: v for k, v in raw_feature_spec.items() if k != features.LABEL_KEY}
     serialized = [to_example(row, serving_spec).SerializeToString() for row in rows]
-    scores = model.signatures["serving_default"](examples=tf.constant(serialized))["scores"].numpy()
+    scores = serving_signature(examples=tf.constant(serialized))["scores"].numpy()
     return np.argmax(scores, axis=-1)
 
 
@@ -85,15 +90,18 @@ def tflite_predictions(path: str, spec: Mapping[str, Any], vectors: np.ndarray) 
 
 
 def evaluate_variants(paths: Mapping[str, str], spec: Mapping[str, Any],
-                      rows: Sequence[Mapping[str, Any]],
-                      raw_feature_spec: Mapping[str, Any]) -> Dict[str, Dict[str, float]]:
-    """Accuracy and agreement with the SavedModel of every variant on labelled raw rows."""
+                      rows: Sequence[Mapping[str, Any]], raw_feature_spec: Mapping[str, Any],
+                      serving_signature=None) -> Dict[str, Dict[str, float]]:
+    """Accuracy and agreement with the SavedModel of every variant on labelled raw rows.
+
+    `serving_signature`: the reference model's serving_default, if the caller has loaded it.
+    """
     labels = np.array([spec["label_names"].index(str(row[features.LABEL_KEY])) for row in rows])
     vectors = np.stack([apply_spec(spec, row) for row in rows])
     predictions = {}
     for name, path in paths.items():
         if name == REFERENCE:
-            predictions[name] = saved_model_predictions(path, rows, raw_feature_spec)
+            predictions[name] = saved_model_predictions(path, rows, raw_feature_spec, serving_signature)
         elif path.endswith(".pb"):
             predictions[name] = frozen_graph_predictions(path, vectors)
         else:

@@ -46,6 +46,41 @@ def test_native_stderr_is_held_back_on_success_and_shown_on_failure(capfd, caplo
     assert "after" in capfd.readouterr().err
 
 
+# ---------------------------------------------------------------- device predictor's quantization
+
+
+@pytest.mark.parametrize("dtype, scale, zero_point", [
+    (np.int8, 0.0247, -3), (np.uint8, 0.0039, 128), (np.int8, 0.00390625, -128),
+])
+def test_predictor_quantizes_like_the_formula_and_saturates(dtype, scale, zero_point):
+    """The predictor's precomputed (de)quantization equals the plain formulas, out-of-range
+    inputs included (they must saturate, not wrap around)."""
+    from edge.predict import dequantizer, quantizer
+
+    details = {"dtype": dtype, "quantization": (scale, zero_point)}
+    info = np.iinfo(dtype)
+    values = np.concatenate([
+        np.random.default_rng(0).normal(0.0, 2.0, size=500),
+        [0.0, (info.max - zero_point + 20) * scale, (info.min - zero_point - 20) * scale,
+         (0.5 - zero_point) * scale, (1.5 - zero_point) * scale],  # saturation, ties to even
+    ]).astype(np.float32).reshape(1, -1)
+    expected = np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(dtype)
+    quantized = quantizer(details)(values)
+    assert quantized.dtype == dtype
+    np.testing.assert_array_equal(quantized, expected)
+    assert quantized[0, 501] == info.max and quantized[0, 502] == info.min
+
+    every_value = np.arange(info.min, info.max + 1).astype(dtype).reshape(1, -1)
+    dequantized = dequantizer(details)(every_value)
+    assert dequantized.dtype == np.float32 and dequantized.shape == every_value.shape
+    np.testing.assert_array_equal(dequantized,
+                                  (every_value.astype(np.float32) - np.float32(zero_point))
+                                  * np.float32(scale))
+
+    float_details = {"dtype": np.float32, "quantization": (0.0, 0)}
+    assert quantizer(float_details)(values) is values and dequantizer(float_details)(values) is values
+
+
 # ---------------------------------------------------------------- config and wiring
 
 
@@ -207,6 +242,28 @@ def test_readiness_report_accepts_int8_and_rejects_float(edge_run):
     float_report = check_edgetpu_readiness(os.path.join(edge_run["edge_dir"], "model_float32.tflite"))
     assert not float_report["ready"]
     assert any("FLOAT32, not int8/uint8" in p for p in float_report["problems"])
+
+
+@pytest.mark.e2e
+def test_parity_reference_is_the_saved_models_own_serving_signature(edge_run):
+    """The export loads the serving model once, with Keras, and takes the parity gate's reference
+    from it: its serving_default must score what the SavedModel loaded on its own scores."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from edge.export import load_serving_model
+    from edge.parity import read_rows
+    from edge.spec import to_example
+
+    saved_model = os.path.join(edge_run["edge_dir"], "saved_model")
+    rows = read_rows(os.path.join(edge_run["examples"], "Split-eval"))
+    raw_spec = tft.TFTransformOutput(edge_run["transform_graph"]).raw_feature_spec()
+    serving_spec = {k: v for k, v in raw_spec.items() if k != "species"}
+    examples = tf.constant([to_example(row, serving_spec).SerializeToString() for row in rows])
+    from_keras = load_serving_model(saved_model).signatures["serving_default"](examples=examples)
+    alone = tf.saved_model.load(saved_model).signatures["serving_default"](examples=examples)
+    np.testing.assert_allclose(from_keras["scores"].numpy(), alone["scores"].numpy(), rtol=0, atol=1e-6)
+    assert len(set(np.argmax(alone["scores"].numpy(), axis=-1).tolist())) == 3  # not a constant
 
 
 @pytest.mark.e2e

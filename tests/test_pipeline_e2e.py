@@ -76,9 +76,11 @@ def test_console_shows_progress_and_the_summary(pushed_pipeline):
     summary = summarize(pushed_pipeline.config)
     assert f"Pushed: version {summary.pushed_version}" in output
     assert "Blessed: yes" in output and "Anomalies: none" in output
-    # The TFLite converter's native log lines are held back (edge.export.native_stderr_quieted).
+    # The TFLite converter's and interpreter's native log lines are held back
+    # (edge.export.native_stderr_quieted).
     assert "✓ EdgeExport done in" in output
     assert "Ignored output_format" not in output and "fully_quantize" not in output
+    assert "XNNPACK delegate" not in output
 
 
 def test_a_run_leaves_nothing_in_its_tmpdir(pushed_pipeline):

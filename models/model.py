@@ -8,6 +8,7 @@ alone:
 """
 
 
+import re
 from typing import Mapping, Sequence
 
 import tensorflow as tf
@@ -46,7 +47,7 @@ def build_model(
         name = features.transformed_name(key)
         inputs[name] = tf.keras.Input(shape=(1,), name=name, dtype=tf.int64)
         parts.append(tf.keras.layers.CategoryEncoding(
-            num_tokens=size, output_mode="one_hot", name=f"{name}_one_hot")(inputs[name]))
+            num_tokens=size, output_mode="one_hot", name=layer_name(f"{name}_one_hot"))(inputs[name]))
     encoded = tf.keras.layers.Concatenate(name=ENCODED_LAYER)(parts)
     classifier = build_classifier(int(encoded.shape[-1]), num_classes, hidden_units, dropout)
     model = tf.keras.Model(inputs=inputs, outputs=classifier(encoded))
@@ -56,6 +57,13 @@ def build_model(
         metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     return model
+
+
+def layer_name(text: str) -> str:
+    """`text` as a Keras layer name: TensorFlow's name scopes refuse spaces, parentheses and the
+    like, which CSV headers ("Color Code") may hold; an input's own name may keep them."""
+    safe = re.sub(r"[^A-Za-z0-9_.\\/>-]", "_", text)
+    return safe if re.match(r"[A-Za-z0-9.]", safe) else f"x{safe}"
 
 
 def build_classifier(input_dim: int, num_classes: int, hidden_units: Sequence[int],

@@ -47,6 +47,18 @@ def test_one_training_step_changes_weights_and_reduces_loss():
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_columns_whose_names_tensorflow_scopes_refuse_still_build_and_train():
+    # CSV headers such as "Color Code" or "(kg)" are not valid TensorFlow scope names.
+    built = model.build_model(["Sepal Width", "mass (kg)"], {"Color Code": 3, "_flag": 2}, 2)
+    inputs = {features.transformed_name("Sepal Width"): np.zeros((4, 1), np.float32),
+              features.transformed_name("mass (kg)"): np.ones((4, 1), np.float32),
+              features.transformed_name("Color Code"): np.array([[0], [1], [2], [1]]),
+              features.transformed_name("_flag"): np.array([[0], [1], [0], [1]])}
+    history = built.fit(inputs, np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert set(built.input_names) == set(inputs)
+
+
 def test_dropout_adds_layers_only_when_asked():
     with_dropout = _model(dropout=0.5).get_layer(model.CLASSIFIER_LAYER)
     without = _model().get_layer(model.CLASSIFIER_LAYER)

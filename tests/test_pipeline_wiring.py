@@ -165,3 +165,24 @@ def test_baseline_is_resolved_for_the_candidate_and_the_served_model_before_trai
     if "ModelDecay" in components:
         assert _producer(components["ModelDecay"].inputs["model"]) == "served_model_resolver"
         assert "Trainer" not in {c.id for c in components["served_model_resolver"].upstream_nodes}
+
+
+@pytest.mark.parametrize("name", ["Sepal.Length", "Color Code", "petal-width", "2nd_reading"])
+def test_a_column_name_the_signatures_would_rename_stops_the_run_in_one_line(config, monkeypatch, name):
+    """A serving signature names inputs by Python identifiers; any other name fails or is renamed."""
+    import io
+
+    from pipeline.config import ConfigError
+    from pipeline.ops.run import EXIT_CONFIG_ERROR, run_and_report
+    from pipeline.pipeline import check_feature_names
+
+    with pytest.raises(ConfigError, match=f"column '{name}' cannot name a model input") as raised:
+        check_feature_names(("weight", name))
+    assert "\n" not in str(raised.value) and "Rename it in the CSV header" in str(raised.value)
+    check_feature_names(("weight", "Sepal_Length", "_x2"))  # identifiers pass
+
+    monkeypatch.setattr(features, "NUMERIC_FEATURE_KEYS", features.NUMERIC_FEATURE_KEYS + (name,))
+    stream = io.StringIO()
+    assert run_and_report(config, lambda: create_pipeline(config), stream) == EXIT_CONFIG_ERROR
+    assert f"Config error: models/features.py: column '{name}'" in stream.getvalue()
+    assert "Traceback" not in stream.getvalue()

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, List, Optional, TextIO
 
 from pipeline import mlmd
 from pipeline.components.anomalies_gate import DataValidationError
-from pipeline.config import PipelineConfig
+from pipeline.config import ConfigError, PipelineConfig
 from pipeline.ops import run_state
 from pipeline.ops.lock import LockHeldError, pipeline_lock
 from pipeline.ops.progress import show_progress
@@ -119,6 +119,9 @@ def _run_locked(config: PipelineConfig, run: Callable[[], object], stream: TextI
             report_after_run(config, stream, run_id)
     if error is not None:
         cause = _root_cause(error)
+        if isinstance(cause, ConfigError):  # found while building the pipeline: nothing ran
+            stream.write(f"\nConfig error: {cause}\n")
+            return EXIT_CONFIG_ERROR
         if not isinstance(cause, DataValidationError):
             logging.exception("The pipeline run failed", exc_info=error)
         stream.write(f"\nRun FAILED: {cause}\n")

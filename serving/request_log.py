@@ -143,7 +143,7 @@ def input_rows(inputs: Mapping[str, np.ndarray]) -> List[Dict[str, Any]]:
             except Exception:  # noqa: BLE001 - not serialized Examples: log the values as they are
                 pass
     if _same_length(inputs):
-        return payloads.json_rows(dict(inputs))
+        return payloads.rows_from_raw_columns(dict(inputs))
     return [{k: payloads.to_json(v, k) for k, v in inputs.items()}]
 
 

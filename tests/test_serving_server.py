@@ -305,3 +305,15 @@ def test_clients_convert_pandas_rows_with_blanks_by_the_schema_types():
     assert list(example.features.feature["bill_length_mm"].float_list.value) == [45.0]
     with pytest.raises(ValueError, match="row 3: flipper_length_mm must be a whole number"):
         payloads.typed_row({"flipper_length_mm": 192.5}, 3)
+
+    # serving_raw's columns: each of the schema's type, a blank as that type's missing marker.
+    columns = payloads.raw_columns(rows)
+    assert columns["flipper_length_mm"].dtype == np.int64 and columns["bill_length_mm"].dtype == np.float32
+    assert columns["flipper_length_mm"].tolist() == [192, features.MISSING_INT]
+    assert np.isnan(columns["bill_length_mm"][1]) and columns["sex"].tolist() == ["female", ""]
+    assert payloads.rows_from_raw_columns(columns)[1]["flipper_length_mm"] is None
+    from serving.batch import parse_csv_line
+
+    assert parse_csv_line("Biscoe,45.1,,5000", ["island", "bill_length_mm", "flipper_length_mm",
+                                                  "body_mass_g"]) == {
+        "island": "Biscoe", "bill_length_mm": 45.1, "body_mass_g": 5000}

@@ -100,7 +100,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.model_spec.version.value = loaded.version
             response.model_spec.signature_name = signature_name
             for key, value in outputs.items():
-                response.outputs[key].CopyFrom(tensors.to_tensor_proto(value))
+                tensors.to_tensor_proto(value, response.outputs[key])
             self.app.metrics.count(loaded.name, "predict", "OK", time.perf_counter() - started)
             self.app.request_log.write("grpc", "predict", loaded.name, loaded.version, signature_name,
                                        "OK", started, inputs, outputs)

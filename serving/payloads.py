@@ -206,7 +206,8 @@ def to_json(value: Any, name: str = "") -> Any:
     TF Serving writes as {"b64": ...}; NaN stays NaN, as TF Serving writes it.
     """
     if isinstance(value, np.ndarray):
-        return [to_json(v, name) for v in value]
+        # Numbers convert in one C call; strings need decoding one by one.
+        return value.tolist() if value.dtype.kind in "biuf" else [to_json(v, name) for v in value]
     if isinstance(value, (list, tuple)):
         return [to_json(v, name) for v in value]
     if isinstance(value, bytes):

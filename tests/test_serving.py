@@ -166,9 +166,10 @@ def test_signatures_declare_the_schema_types_and_every_client_path_takes_pandas_
         "REST classify": [[score for _, score in result] for result in rest.classify(rows)],
         "batch": [r["scores"] for r in batch],
     }
+    # Compared in log space: the model is confident, so a blank moves the small scores only.
     for name, scores in paths.items():
-        assert np.allclose(scores, expected, atol=1e-5), name
-    assert not np.allclose(expected[0], expected[1], atol=1e-3)  # the blanks did change the input
+        assert np.allclose(np.log(scores), np.log(expected), atol=1e-3), name
+    assert not np.allclose(np.log(expected[0]), np.log(expected[1]), atol=1e-1)  # the blanks count
 
 
 def test_rest_payload_formats_match_tf_serving(served, pushed_pipeline):

@@ -8,24 +8,28 @@ single-row predictions on `serving_raw`:
   a separate process (so client and server do not share one GIL), over loopback,
   writing the request log as `make serve` does.
 
-The three paths are measured interleaved: each round runs a block of every
-path in turn, first one client, then 8 concurrent clients, so that a change in
-the machine's load hits all paths alike. The load average is recorded with
-every round. It writes the medians over rounds, their differences and ratios
-to the in-process call, and the goals of issue 14, into BENCHMARKS.md. DIR
-defaults to the serving_model_dir of the config in $TFXT_CONFIG (else the
-default config), so `make bench` measures the last pushed model.
+The three paths are measured interleaved: one client sends A B C A B C ...
+(latency), then 8 concurrent clients run a batch of each path in turn
+(throughput), so that a change in the machine's load hits all paths alike. The
+load average is recorded with every round. Last, a hot swap: one gRPC client's
+latency while a new version is pushed, loaded and warmed. It writes the
+medians over rounds, their differences and ratios to the in-process call, the
+goals of issue 14 and the swap's spike into BENCHMARKS.md. DIR defaults to the
+serving_model_dir of the config in $TFXT_CONFIG (else the default config), so
+`make bench` measures the last pushed model; the server serves a copy of its
+newest version.
 """
 
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List
 
 ROW = {"island": "Biscoe", "bill_length_mm": 45.1, "bill_depth_mm": 14.5,
@@ -36,43 +40,65 @@ CONCURRENCY = 8
 
 
 def serve_in_subprocess(model_name: str, base_path: str, request_log: str) -> None:
-    """Child process: serves `base_path` on free ports, prints them, runs until stdin closes."""
+    """Child process: serves `base_path` as `make serve` does, prints its ports, runs until stdin closes.
+
+    The settings are the default config's (`ServingSettings`): poll interval,
+    request size limit and the request log's sample rate, size and rotation.
+    """
+    from pipeline.config import ServingSettings
     from serving.model_store import ModelStore
     from serving.request_log import RequestLog
     from serving.server import LocalServer
 
-    server = LocalServer(ModelStore(model_name=model_name, base_path=base_path), rest_port=0, grpc_port=0,
-                         grpc_workers=32, request_log=RequestLog(request_log)).start()
+    settings = ServingSettings()
+    store = ModelStore(model_name=model_name, base_path=base_path, poll_seconds=settings.poll_seconds)
+    log = RequestLog(request_log, settings.request_log_sample_rate, settings.request_log_max_bytes,
+                     settings.request_log_backups)
+    server = LocalServer(store, rest_port=0, grpc_port=0, max_request_bytes=settings.max_request_bytes,
+                         request_log=log).start()
     print(json.dumps({"rest": server.rest_port, "grpc": server.grpc_port}), flush=True)
     sys.stdin.read()
     server.stop()
 
 
-def latencies(call: Callable[[], object], requests: int) -> List[float]:
-    """Seconds per call of `call`, one client."""
-    result = []
-    for _ in range(requests):
-        started = time.perf_counter()
-        call()
-        result.append(time.perf_counter() - started)
+def latencies(calls: Dict[str, Callable[[], object]], requests: int) -> Dict[str, List[float]]:
+    """Seconds per call of each path, one client, the paths interleaved call by call (A B C A B C ...).
+
+    The order rotates every cycle, so that no path always runs right after the same one.
+    """
+    names = list(calls)
+    result: Dict[str, List[float]] = {name: [] for name in names}
+    for cycle in range(requests):
+        for name in names[cycle % len(names):] + names[:cycle % len(names)]:
+            started = time.perf_counter()
+            calls[name]()
+            result[name].append(time.perf_counter() - started)
     return result
 
 
-def throughput(call: Callable[[], object], concurrency: int, requests: int) -> float:
-    """Calls per second of `call` from `concurrency` threads sharing `requests` calls."""
-    per_thread = max(requests // concurrency, 1)
+def throughputs(calls: Dict[str, Callable[[], object]], pool: ThreadPoolExecutor, requests: int,
+                batch: int = CONCURRENCY * 5) -> Dict[str, float]:
+    """Calls per second of each path from `CONCURRENCY` clients, the paths interleaved batch by batch.
 
-    def worker():
-        for _ in range(per_thread):
+    A batch is `batch` calls shared by the clients; each path runs one batch in
+    turn until it has run `requests` calls.
+    """
+    names = list(calls)
+    seconds = {name: 0.0 for name in names}
+    per_client = max(batch // CONCURRENCY, 1)
+
+    def client(call):
+        for _ in range(per_client):
             call()
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return per_thread * concurrency / (time.perf_counter() - started)
+    for cycle in range(max(requests // batch, 1)):
+        for name in names[cycle % len(names):] + names[:cycle % len(names)]:
+            started = time.perf_counter()
+            for future in [pool.submit(client, calls[name]) for _ in range(CONCURRENCY)]:
+                future.result()
+            seconds[name] += time.perf_counter() - started
+    done = max(requests // batch, 1) * per_client * CONCURRENCY
+    return {name: done / seconds[name] for name in names}
 
 
 def run_rounds(calls: Dict[str, Callable[[], object]], rounds: int, requests: int) -> List[Dict]:
@@ -81,17 +107,63 @@ def run_rounds(calls: Dict[str, Callable[[], object]], rounds: int, requests: in
         for _ in range(20):
             call()
     results = []
-    for round_index in range(rounds):
-        row = {"round": round_index + 1, "load": os.getloadavg()[0]}
-        for name, call in calls.items():
-            seconds = sorted(latencies(call, requests))
-            row[name] = {"p50": statistics.median(seconds) * 1000,
-                         "p99": seconds[min(int(len(seconds) * 0.99), len(seconds) - 1)] * 1000}
-        for name, call in calls.items():
-            row[name]["throughput"] = throughput(call, CONCURRENCY, requests)
-        results.append(row)
-        print(json.dumps(row), flush=True)
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        for round_index in range(rounds):
+            row = {"round": round_index + 1, "load": os.getloadavg()[0]}
+            for name, seconds in latencies(calls, requests).items():
+                seconds.sort()
+                row[name] = {"p50": statistics.median(seconds) * 1000,
+                             "p99": seconds[min(int(len(seconds) * 0.99), len(seconds) - 1)] * 1000}
+            for name, rate in throughputs(calls, pool, requests).items():
+                row[name]["throughput"] = rate
+            results.append(row)
+            print(json.dumps(row), flush=True)
     return results
+
+
+def hot_swap(base: str, client, settle_seconds: float = 2.0) -> Dict[str, float]:
+    """Latency of one client's gRPC requests while a new version is pushed and swapped in.
+
+    Pushes a copy of the newest version as version+1 (copied under a temporary
+    name, then renamed, as the Pusher does), and keeps sending requests until
+    the new version has answered for `settle_seconds`. Returns the p50 before
+    the push, the p99 and maximum from the push until then, and the failures.
+    """
+    from serving.versions import ready_versions
+
+    newest = ready_versions(base)[-1]
+    before = [_timed(client)[0] for _ in range(200)]
+    staging = os.path.join(base, f".staging-{newest + 1}")
+    shutil.copytree(os.path.join(base, str(newest)), staging)
+    os.rename(staging, os.path.join(base, str(newest + 1)))
+    during, failures, swapped_at = [], 0, None
+    pushed_at = time.perf_counter()
+    while swapped_at is None or time.perf_counter() - swapped_at < settle_seconds:
+        if time.perf_counter() - pushed_at > 300:
+            raise RuntimeError(f"version {newest + 1} was not served within 300 s")
+        seconds, version = _timed(client)
+        if version is None:
+            failures += 1
+        during.append(seconds)
+        if version == newest + 1 and swapped_at is None:
+            swapped_at = time.perf_counter()
+    during.sort()
+    return {"p50_before": statistics.median(before) * 1000,
+            "p99_during": during[min(int(len(during) * 0.99), len(during) - 1)] * 1000,
+            "max_during": during[-1] * 1000, "requests_during": len(during), "failures": failures,
+            "swap_seconds": swapped_at - pushed_at}
+
+
+def _timed(client):
+    """(seconds, answering version or None on an error) of one gRPC prediction."""
+    from serving.client import ServingClientError
+
+    started = time.perf_counter()
+    try:
+        version = client.predict([ROW]).version
+    except ServingClientError:
+        version = None
+    return time.perf_counter() - started, version
 
 
 def main(argv) -> None:
@@ -101,37 +173,50 @@ def main(argv) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=200, help="requests per path per round")
     args = parser.parse_args(argv)
-    base = args.serving_model_dir
-    if base is None:
+    source = args.serving_model_dir
+    if source is None:
         from pipeline.config import load_config
 
-        base = load_config(os.environ.get("TFXT_CONFIG"), require_schema=False).serving_model_dir
+        source = load_config(os.environ.get("TFXT_CONFIG"), require_schema=False).serving_model_dir
     from serving.versions import ready_versions
 
-    if not ready_versions(base):
+    if not ready_versions(source):
         # Not an exception: `python -m bench` goes on with the other topics.
-        print(f"Skipped: no pushed model in {base}; run the pipeline first (make run).")
+        print(f"Skipped: no pushed model in {source}; run the pipeline first (make run).")
         return
 
-    with tempfile.TemporaryDirectory(prefix="bench-serving-") as logs:
-        request_log = os.path.join(logs, "requests.jsonl")
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as work:
+        # The server gets a copy of the newest version, so that the hot swap adds a
+        # version there and not in the pipeline's serving directory.
+        base = os.path.join(work, "serving_model")
+        newest = ready_versions(source)[-1]
+        shutil.copytree(os.path.join(source, str(newest)), os.path.join(base, str(newest)))
+        request_log = os.path.join(work, "requests.jsonl")
         child = subprocess.Popen(
             [sys.executable, "-c", f"from bench.serving import serve_in_subprocess; "
                                    f"serve_in_subprocess({args.model_name!r}, {base!r}, {request_log!r})"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             ports = json.loads(child.stdout.readline())
+            calls, rpc = _calls(args.model_name, base, ports)
             load_before = os.getloadavg()
-            results = run_rounds(_calls(args.model_name, base, ports), args.rounds, args.requests)
+            results = run_rounds(calls, args.rounds, args.requests)
             load_after = os.getloadavg()
+            swap = hot_swap(base, rpc)
+            print(json.dumps({"hot swap": swap}), flush=True)
         finally:
             child.stdin.close()
             child.wait(timeout=60)
-        logged = sum(1 for _ in open(request_log)) if os.path.exists(request_log) else 0
-    write(results, args.requests, load_before, load_after, logged)
+        from serving.request_log import log_files
+
+        logged = sum(1 for path in log_files(request_log) for _ in open(path))
+    write(results, args.requests, load_before, load_after, logged, swap)
 
 
-def _calls(model_name: str, base: str, ports: Dict[str, int]) -> Dict[str, Callable[[], object]]:
+def _calls(model_name: str, base: str, ports: Dict[str, int]):
+    """The three paths' calls, and the gRPC client (the hot swap uses it)."""
+    from functools import partial
+
     from serving import payloads
     from serving.client import GrpcClient, RestClient
     from serving.inference import LoadedVersion
@@ -143,10 +228,10 @@ def _calls(model_name: str, base: str, ports: Dict[str, int]) -> Dict[str, Calla
     rest = RestClient(model_name, port=ports["rest"])
     rpc = GrpcClient(model_name, port=ports["grpc"])
     return {
-        "in-process": lambda: loaded.predict("serving_raw", columns),
-        "REST": lambda: rest.predict([ROW]),
-        "gRPC": lambda: rpc.predict([ROW]),
-    }
+        "in-process": partial(loaded.predict, "serving_raw", columns),
+        "REST": partial(rest.predict, [ROW]),
+        "gRPC": partial(rpc.predict, [ROW]),
+    }, rpc
 
 
 def summarize(results: List[Dict]) -> Dict[str, Dict[str, float]]:
@@ -155,7 +240,8 @@ def summarize(results: List[Dict]) -> Dict[str, Dict[str, float]]:
                    for key in ("p50", "p99", "throughput")} for name in PATHS}
 
 
-def write(results: List[Dict], requests: int, load_before, load_after, logged: int) -> None:
+def write(results: List[Dict], requests: int, load_before, load_after, logged: int,
+          swap: Dict[str, float]) -> None:
     from bench.report import write_section
 
     summary = summarize(results)
@@ -181,19 +267,26 @@ def write(results: List[Dict], requests: int, load_before, load_after, logged: i
                f"{r['gRPC']['p50']:.2f} | {r['in-process']['throughput']:.0f} | "
                f"{r['REST']['throughput']:.0f} | {r['gRPC']['throughput']:.0f} |" for r in results]
     body = (
-        f"Single-row `serving_raw` predictions. {len(results)} rounds; in each, every path runs "
-        f"{requests} requests from one client (latency), then {requests} from {CONCURRENCY} concurrent "
-        "clients (throughput), one path after the other, so that the machine's load hits all paths "
+        f"Single-row `serving_raw` predictions. {len(results)} rounds; in each, {requests} requests per "
+        "path from one client (latency), the paths interleaved request by request (A B C A B C ...), "
+        f"then {requests} per path from {CONCURRENCY} concurrent clients (throughput), interleaved in "
+        f"batches of {CONCURRENCY * 5} requests, so that a change in the machine's load hits all paths "
         "alike. The table holds the medians over rounds. REST and gRPC go through `serving.client` to "
-        "the local server (`serving.server`) in another process over loopback, with the request log on, "
-        f"as `make serve` runs it ({logged} lines logged); in-process is the model call alone, the limit. "
+        "the local server (`serving.server`) in another process over loopback, with the default "
+        f"config's settings and the request log on, as `make serve` runs it ({logged} lines logged); "
+        "in-process is the model call alone, the limit. "
         f"Load average (1, 5, 15 min): {_load(load_before)} before, {_load(load_after)} after, on "
         f"{os.cpu_count()} cores shared with other work, so absolute numbers are inflated; compare the "
         "differences and ratios, which come from the same rounds. The local server is not TF Serving: "
         "its numbers say what the API layers cost here, not what `tensorflow_model_server` would do.\n\n"
         + "\n".join(lines) + "\n\nGoals (issue 14): "
         + "; ".join(f"{goal}: {'met' if met else 'NOT met'}" for goal, met in goals)
-        + ".\n\nPer round:\n\n" + "\n".join(rounds))
+        + ".\n\nHot swap: one gRPC client sends requests while a copy of the version is pushed as a new "
+        f"version. Before the push p50 {swap['p50_before']:.2f} ms; from the push until the new version "
+        f"had answered for 2 s ({swap['swap_seconds']:.1f} s to load and warm it, "
+        f"{swap['requests_during']:.0f} requests): p99 {swap['p99_during']:.2f} ms, "
+        f"max {swap['max_during']:.2f} ms, {swap['failures']:.0f} failed."
+        + "\n\nPer round:\n\n" + "\n".join(rounds))
     write_section("serving", "Serving: REST vs gRPC vs in-process", COMMAND, body)
     print(body)
 

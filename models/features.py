@@ -21,9 +21,9 @@ NUMERIC_FEATURE_KEYS: Tuple[str, ...] = (
     "body_mass_g",
 )
 
-# The numeric columns the schema types INT (int64 in a tf.Example); the others are FLOAT.
-# TF Serving types a JSON number by its form (192 -> int64, 192.0 -> float), and the
-# model's tf.Example parser refuses the other one, so clients convert by this.
+# The numeric columns the schema types INT (int64 in a tf.Example and in the serving_raw
+# signature); the others are FLOAT (float32). TF Serving types a JSON number by its form
+# (192 -> int64, 192.0 -> float) and refuses the other one, so clients convert by this.
 INT_FEATURE_KEYS: Tuple[str, ...] = (
     "flipper_length_mm",
     "body_mass_g",
@@ -45,6 +45,11 @@ PASSTHROUGH_KEYS: Tuple[str, ...] = ("year",)
 # The imputed value of a missing categorical, kept in the vocabulary so that
 # "missing" is a category the model can learn from.
 MISSING_CATEGORY: str = "__missing__"
+
+# A missing INT value in the serving_raw signature, which has no NaN for int64: int64's
+# smallest value, never a measurement. (FLOAT features send NaN, categorical ones "".)
+# The tf.Example signatures need no marker: a missing value is a missing feature.
+MISSING_INT: int = -(2**63)
 
 # Out-of-vocabulary buckets for categoricals.
 NUM_OOV_BUCKETS: int = 1

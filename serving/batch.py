@@ -23,7 +23,6 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from models import features
 from pipeline.training import signatures
 
 
@@ -99,17 +98,12 @@ def run_batch_predictions(model_dir: str, input_pattern: str, output_prefix: Opt
 
 
 def parse_csv_line(line: str, header: Sequence[str]) -> Dict[str, Any]:
-    """One CSV line as a raw row: numbers for numeric features, "" left out as missing."""
+    """One CSV line as a raw row, each feature of its schema type; "" and NA left out as missing."""
+    from serving import payloads
+
     values = next(csv.reader(io.StringIO(line)))
-    row: Dict[str, Any] = {}
-    for key, value in zip(header, values, strict=False):
-        if value == "" or value.upper() == "NA":
-            continue
-        if key in features.NUMERIC_FEATURE_KEYS:
-            row[key] = float(value)
-        else:
-            row[key] = value
-    return row
+    return payloads.typed_row({key: value for key, value in zip(header, values, strict=False)
+                               if value != "" and value.upper() != "NA"})
 
 
 def parse_example(record: bytes) -> Dict[str, Any]:

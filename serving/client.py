@@ -168,9 +168,9 @@ class GrpcClient:
 
         request = predict_pb2.PredictRequest(model_spec=self.model_spec(version, label, signature_name))
         for key, column in payloads.raw_columns(rows).items():
-            request.inputs[key].CopyFrom(tensors.to_tensor_proto(column))
+            tensors.to_tensor_proto(column, request.inputs[key])
         response = self._call(self.prediction.Predict, request)
-        outputs = {k: tensors.to_ndarray(v) for k, v in response.outputs.items()}
+        outputs = {k: tensors.to_ndarray(response.outputs[k]) for k in response.outputs}
         return Prediction(payloads.json_rows(outputs), response.model_spec.version.value)
 
     def predict_tensors(self, inputs: Mapping[str, Any], version: Optional[int] = None,

@@ -7,6 +7,7 @@ the REST and gRPC front ends of the local server only translate payloads.
 """
 
 import dataclasses
+import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -14,6 +15,8 @@ import grpc
 import numpy as np
 
 from serving.errors import ServingError, from_tf_error
+
+log = logging.getLogger(__name__)
 
 INIT_OP = "__saved_model_init_op"
 
@@ -52,23 +55,40 @@ class LoadedVersion:
         return loaded
 
     def replay_warmup(self) -> int:
-        """Runs the version's warmup requests, as TF Serving does before serving it."""
+        """Runs the version's warmup requests, as TF Serving does before serving it.
+
+        Then every signature the warmup requests left out is called once with a
+        placeholder input (`_placeholder_inputs`), so that no signature's first
+        real request pays for instantiating its graph. Returns the number of
+        warmup requests replayed.
+        """
         import tensorflow as tf
 
         from serving.warmup import read_warmup
 
         count = 0
-        for log in read_warmup(self.path):
-            kind = log.WhichOneof("log_type")
+        called = set()
+        for record in read_warmup(self.path):
+            kind = record.WhichOneof("log_type")
             if kind == "predict_log":
-                request = log.predict_log.request
-                self.predict(request.model_spec.signature_name or "serving_default",
-                             {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+                request = record.predict_log.request
+                signature_name = request.model_spec.signature_name or "serving_default"
+                self.predict(signature_name, {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
             elif kind == "classify_log":
-                request = log.classify_log.request
-                self.classify(request.model_spec.signature_name or "serving_default",
+                request = record.classify_log.request
+                signature_name = request.model_spec.signature_name or "serving_default"
+                self.classify(signature_name,
                               [e.SerializeToString() for e in request.input.example_list.examples])
+            else:
+                continue
+            called.add(signature_name)
             count += 1
+        for signature_name in sorted(set(self.functions) - called):
+            try:
+                self.predict(signature_name, _placeholder_inputs(self.signature_defs[signature_name]))
+            except ServingError as e:
+                # The graph ran (or was refused by one of its ops) either way: that is the warming.
+                log.debug("Warmup call of %s refused: %s", signature_name, e.message)
         return count
 
     def signature(self, signature_name: str):
@@ -149,3 +169,17 @@ class LoadedVersion:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"The {api} input must be a string Tensor of serialized tf.Examples")
         return key
+
+
+def _placeholder_inputs(signature_def) -> Dict[str, np.ndarray]:
+    """One-row inputs of each declared dtype and shape: empty strings or zeros."""
+    import tensorflow as tf
+
+    inputs = {}
+    for key, tensor_info in signature_def.inputs.items():
+        dims = tensor_info.tensor_shape.dim
+        shape = [1] if tensor_info.tensor_shape.unknown_rank else [max(d.size, 1) for d in dims]
+        dtype = tf.dtypes.as_dtype(tensor_info.dtype)
+        inputs[key] = (np.full(shape, b"", dtype=object) if dtype == tf.string
+                       else np.zeros(shape, dtype=dtype.as_numpy_dtype))
+    return inputs

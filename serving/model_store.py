@@ -2,7 +2,8 @@
 
 `ModelStore` follows TF Serving's model manager closely enough for the local
 server: it reads models.config (or serves one base path with "latest N"),
-loads the versions the policy selects, replays each version's warmup requests
+loads the versions the policy selects, warms each one (its warmup requests, then
+one call of every signature they leave out: `LoadedVersion.replay_warmup`)
 before it takes traffic, and resolves requests by version number or label.
 
 Labels follow TF Serving's rules (`serving.tfs_rules`): they are checked

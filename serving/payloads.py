@@ -2,8 +2,11 @@
 
 Raw rows (dicts of feature -> value, as users and CSV files hold them),
 `tf.Example`s (what `serving_default` and the classify API take), raw columns
-(what `serving_raw` takes: float32 with NaN for a missing numeric, "" for a
-missing categorical) and TF Serving's JSON tensor encoding.
+(what `serving_raw` takes: each feature of its schema type, int64 with
+`features.MISSING_INT` for a missing INT value, float32 with NaN for a missing
+FLOAT value, "" for a missing categorical) and TF Serving's JSON tensor encoding.
+Every path types values by the schema (`typed_row`), never by the form a
+number happens to have (a pandas column with blanks is float64).
 
 Used by the clients, the local server, warmup requests and batch predictions,
 so that all of them encode a missing value the same way.
@@ -139,8 +142,27 @@ def row_from_example(example) -> Dict[str, Any]:
     return row
 
 
+def raw_dtype(key: str) -> np.dtype:
+    """The numpy dtype of feature `key` in the `serving_raw` signature: the schema's type."""
+    if key in features.INT_FEATURE_KEYS:
+        return np.dtype(np.int64)
+    if key in features.NUMERIC_FEATURE_KEYS:
+        return np.dtype(np.float32)
+    return np.dtype(object)
+
+
+def missing_value(key: str) -> Any:
+    """How `serving_raw` takes a missing value of feature `key`: MISSING_INT, NaN or ""."""
+    if key in features.INT_FEATURE_KEYS:
+        return features.MISSING_INT
+    return math.nan if key in features.NUMERIC_FEATURE_KEYS else ""
+
+
 def raw_columns(rows: Sequence[Mapping[str, Any]]) -> Dict[str, np.ndarray]:
-    """The inputs of the `serving_raw` signature for `rows`.
+    """The inputs of the `serving_raw` signature for `rows`, each of its schema type (`raw_dtype`).
+
+    Values are typed as `typed_row` types them (a pandas row's 192.0 becomes 192
+    for an INT feature); a missing value becomes `missing_value(key)`.
 
     Raises:
       ValueError: a row holds a column the model does not know, or a value of
@@ -152,31 +174,22 @@ def raw_columns(rows: Sequence[Mapping[str, Any]]) -> Dict[str, np.ndarray]:
         if unknown:
             raise ValueError(f"row {index}: unknown feature(s) {unknown}; "
                              f"the model takes {list(features.feature_keys())}")
-    columns: Dict[str, np.ndarray] = {}
-    for key in features.NUMERIC_FEATURE_KEYS:
-        values = []
-        for index, row in enumerate(rows):
-            value = row.get(key)
-            if _is_missing(value):
-                values.append(math.nan)
-                continue
-            try:
-                values.append(float(value))
-            except (TypeError, ValueError):
-                raise ValueError(f"row {index}: {key} must be a number, got {value!r}") from None
-        columns[key] = np.asarray(values, dtype=np.float32)
-    for key in features.CATEGORICAL_FEATURE_KEYS:
-        values = []
-        for index, row in enumerate(rows):
-            value = row.get(key)
-            if _is_missing(value):
-                values.append("")
-            elif isinstance(value, str):
-                values.append(value)
-            else:
-                raise ValueError(f"row {index}: {key} must be a string, got {value!r}")
-        columns[key] = np.asarray(values, dtype=object)
-    return columns
+    typed = [typed_row(row, index) for index, row in enumerate(rows)]
+    return {key: np.asarray([row.get(key, missing_value(key)) for row in typed], dtype=raw_dtype(key))
+            for key in features.feature_keys()}
+
+
+def rows_from_raw_columns(columns: Mapping[str, np.ndarray]) -> List[Dict[str, Any]]:
+    """`json_rows` of `serving_raw` inputs, a missing INT value (`features.MISSING_INT`) as None.
+
+    A missing FLOAT value stays NaN and a missing categorical "", as in the columns.
+    """
+    rows = json_rows(columns)
+    for row in rows:
+        for key in features.INT_FEATURE_KEYS:
+            if row.get(key) == features.MISSING_INT:
+                row[key] = None
+    return rows
 
 
 def json_rows(columns: Mapping[str, np.ndarray]) -> List[Dict[str, Any]]:
@@ -193,7 +206,8 @@ def to_json(value: Any, name: str = "") -> Any:
     TF Serving writes as {"b64": ...}; NaN stays NaN, as TF Serving writes it.
     """
     if isinstance(value, np.ndarray):
-        return [to_json(v, name) for v in value]
+        # Numbers convert in one C call; strings need decoding one by one.
+        return value.tolist() if value.dtype.kind in "biuf" else [to_json(v, name) for v in value]
     if isinstance(value, (list, tuple)):
         return [to_json(v, name) for v in value]
     if isinstance(value, bytes):

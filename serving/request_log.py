@@ -7,8 +7,8 @@ the API and the latency; failed requests are logged without rows. A sample
 rate below 1 logs that fraction of requests.
 
 Every line is strict JSON (RFC 8259): a missing or non-finite number (NaN,
-Infinity) is written as null, never as the bare `NaN` that strict parsers
-refuse. The file rotates by size with the standard library's
+Infinity, `serving_raw`'s missing INT marker) is written as null, never as the
+bare `NaN` that strict parsers refuse. The file rotates by size with the standard library's
 RotatingFileHandler: requests.jsonl grows to `max_bytes`, then becomes
 requests.jsonl.1 (older ones .2, .3, ... up to `backups`). The line schema is
 in the README ("The request log"); `SCHEMA_VERSION` is written in each line and
@@ -143,7 +143,7 @@ def input_rows(inputs: Mapping[str, np.ndarray]) -> List[Dict[str, Any]]:
             except Exception:  # noqa: BLE001 - not serialized Examples: log the values as they are
                 pass
     if _same_length(inputs):
-        return payloads.json_rows(dict(inputs))
+        return payloads.rows_from_raw_columns(dict(inputs))
     return [{k: payloads.to_json(v, k) for k, v in inputs.items()}]
 
 

@@ -14,6 +14,7 @@ same against both.
 `tfxt serving serve` (and `make serve`) run it in the foreground.
 """
 
+import asyncio
 import collections
 import json
 import threading
@@ -98,18 +99,30 @@ class LocalServer:
 
         self.store.start()
         rest_port, grpc_port = self._requested_ports
-        self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self._grpc_workers),
-            options=[("grpc.max_receive_message_length", self.max_request_bytes),
-                     ("grpc.max_send_message_length", self.max_request_bytes)])
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            grpc_service.PredictionService(self), self._grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            grpc_service.ModelService(self), self._grpc)
-        self.grpc_port = self._grpc.add_insecure_port(f"{self.host}:{grpc_port}")
+        self._grpc_loop = asyncio.new_event_loop()
+        self._grpc_pool = futures.ThreadPoolExecutor(max_workers=self._grpc_workers)
+        threading.Thread(target=self._grpc_loop.run_forever, name="grpc", daemon=True).start()
+
+        async def start_grpc():
+            server = grpc.aio.server(options=[("grpc.max_receive_message_length", self.max_request_bytes),
+                                              ("grpc.max_send_message_length", self.max_request_bytes)])
+            prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(grpc_service.asynchronous(
+                grpc_service.PredictionService(self), prediction_service_pb2_grpc.PredictionServiceServicer,
+                self._grpc_pool), server)
+            model_service_pb2_grpc.add_ModelServiceServicer_to_server(grpc_service.asynchronous(
+                grpc_service.ModelService(self), model_service_pb2_grpc.ModelServiceServicer,
+                self._grpc_pool, in_pool=("HandleReloadConfigRequest",)), server)
+            try:
+                port = server.add_insecure_port(f"{self.host}:{grpc_port}")
+            except RuntimeError:
+                port = 0
+            if port:
+                await server.start()
+            return server, port
+
+        self._grpc, self.grpc_port = asyncio.run_coroutine_threadsafe(start_grpc(), self._grpc_loop).result()
         if not self.grpc_port:
             raise OSError(f"Cannot listen for gRPC on {self.host}:{grpc_port}; is the port in use?")
-        self._grpc.start()
         self._rest = RestServer((self.host, rest_port), self)
         self.rest_port = self._rest.server_address[1]
         threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True).start()
@@ -120,7 +133,10 @@ class LocalServer:
             self._rest.shutdown()
             self._rest.server_close()
         if self._grpc is not None:
-            self._grpc.stop(grace=2).wait(5)
+            asyncio.run_coroutine_threadsafe(self._grpc.stop(grace=2), self._grpc_loop).result(10)
+            self._grpc_loop.call_soon_threadsafe(self._grpc_loop.stop)
+            self._grpc_pool.shutdown(wait=False)
+            self._grpc = None
         self.store.stop()
         self.request_log.close()
 

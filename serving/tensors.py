@@ -12,20 +12,21 @@ the server answers with INVALID_ARGUMENT as TF Serving does.
 Called by `serving.grpc_service` and `serving.client`.
 """
 
+import math
 from typing import Any
 
 import numpy as np
 
 # DataType enum value -> (numpy dtype, TensorProto field holding its values).
 _NUMERIC = {
-    1: (np.float32, "float_val"),  # DT_FLOAT
-    2: (np.float64, "double_val"),  # DT_DOUBLE
-    3: (np.int32, "int_val"),  # DT_INT32
-    9: (np.int64, "int64_val"),  # DT_INT64
-    10: (np.bool_, "bool_val"),  # DT_BOOL
+    1: (np.dtype(np.float32), "float_val"),  # DT_FLOAT
+    2: (np.dtype(np.float64), "double_val"),  # DT_DOUBLE
+    3: (np.dtype(np.int32), "int_val"),  # DT_INT32
+    9: (np.dtype(np.int64), "int64_val"),  # DT_INT64
+    10: (np.dtype(np.bool_), "bool_val"),  # DT_BOOL
 }
 DT_STRING = 7
-_BY_NUMPY = {np.dtype(dtype): enum for enum, (dtype, _) in _NUMERIC.items()}
+_BY_NUMPY = {dtype: enum for enum, (dtype, _) in _NUMERIC.items()}
 
 
 class MalformedTensor(ValueError):
@@ -42,13 +43,11 @@ def dtype_name(enum: int) -> str:
 def to_ndarray(proto) -> np.ndarray:
     """The numpy array a TensorProto holds (strings as an object array of bytes)."""
     shape = [dim.size for dim in proto.tensor_shape.dim]
-    if any(size < 0 for size in shape):
+    if shape and min(shape) < 0:
         raise MalformedTensor(f"tensor shape {shape} has a negative dimension")
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
     if proto.dtype == DT_STRING:
-        values = np.empty(len(proto.string_val), dtype=object)
-        values[:] = list(proto.string_val)
-        return _fill(values, shape, count, proto.dtype)
+        return _fill(np.array(list(proto.string_val), dtype=object), shape, count, proto.dtype)
     if proto.dtype not in _NUMERIC:
         import tensorflow as tf
 
@@ -57,12 +56,12 @@ def to_ndarray(proto) -> np.ndarray:
         except Exception as e:  # noqa: BLE001 - any failure means the proto is not a tensor
             raise MalformedTensor(str(e).split("\n")[0]) from None
     dtype, field = _NUMERIC[proto.dtype]
-    if proto.tensor_content:
-        itemsize = np.dtype(dtype).itemsize
-        if len(proto.tensor_content) != count * itemsize:
-            raise MalformedTensor(f"tensor_content holds {len(proto.tensor_content)} bytes; shape {shape} "
-                                  f"of {dtype_name(proto.dtype)} needs {count * itemsize}")
-        return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape)
+    content = proto.tensor_content
+    if content:
+        if len(content) != count * dtype.itemsize:
+            raise MalformedTensor(f"tensor_content holds {len(content)} bytes; shape {shape} "
+                                  f"of {dtype_name(proto.dtype)} needs {count * dtype.itemsize}")
+        return np.frombuffer(content, dtype=dtype).reshape(shape)
     return _fill(np.asarray(getattr(proto, field), dtype=dtype), shape, count, proto.dtype)
 
 
@@ -77,13 +76,19 @@ def _fill(values: np.ndarray, shape, count: int, dtype: int) -> np.ndarray:
     raise MalformedTensor(f"{len(values)} values do not fill a tensor of shape {shape}")
 
 
-def to_tensor_proto(value: Any):
-    """A TensorProto for a numpy array (or anything np.asarray takes)."""
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
+def to_tensor_proto(value: Any, proto=None):
+    """A TensorProto for a numpy array (or anything np.asarray takes).
 
+    With `proto` (an empty TensorProto, e.g. `request.inputs[key]`), fills it in
+    place instead of building one to copy.
+    """
     array = np.asarray(value)
-    proto = tensor_pb2.TensorProto(tensor_shape=tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]))
+    if proto is None:
+        from tensorflow.core.framework import tensor_pb2
+
+        proto = tensor_pb2.TensorProto()
+    for size in array.shape:
+        proto.tensor_shape.dim.add(size=size)
     if array.dtype == object or array.dtype.kind in "SU":
         proto.dtype = DT_STRING
         proto.string_val.extend(v.encode() if isinstance(v, str) else bytes(v) for v in array.reshape(-1))
@@ -92,7 +97,8 @@ def to_tensor_proto(value: Any):
     if enum is None:
         import tensorflow as tf
 
-        return tf.make_tensor_proto(array)
+        proto.CopyFrom(tf.make_tensor_proto(array))
+        return proto
     proto.dtype = enum
     proto.tensor_content = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
     return proto

@@ -52,7 +52,7 @@ def warmup_logs(examples: Sequence[Any], model_name: str) -> List[Any]:
         raw = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
             name=model_name, signature_name=signatures.SERVING_RAW))
         for key, column in payloads.raw_columns(rows[:len(batch)]).items():
-            dtype = tf.string if key in features.CATEGORICAL_FEATURE_KEYS else tf.float32
+            dtype = tf.string if column.dtype == object else tf.as_dtype(column.dtype)
             raw.inputs[key].CopyFrom(tf.make_tensor_proto(column.tolist(), dtype=dtype))
         logs.append(prediction_log_pb2.PredictionLog(
             predict_log=prediction_log_pb2.PredictLog(request=raw)))

@@ -52,16 +52,11 @@ def accuracy_of(serving_model_dir) -> float:
     import tensorflow as tf
 
     from models import features
+    from serving import payloads
 
     rows = penguin_rows()
-
-    def number(value):
-        return float(value) if value not in ("", "NA") else float("nan")
-
-    inputs = {key: tf.constant([number(r[key]) for r in rows], tf.float32)
-              for key in features.NUMERIC_FEATURE_KEYS}
-    inputs.update({key: tf.constant([r[key] if r[key] != "NA" else "" for r in rows])
-                   for key in features.CATEGORICAL_FEATURE_KEYS})
+    inputs = {k: tf.constant(v) for k, v in payloads.raw_columns(
+        [{k: v for k, v in r.items() if v != "NA"} for r in rows]).items()}
     outputs = tf.saved_model.load(serving_model_dir).signatures["serving_raw"](**inputs)
     predicted = [p.decode() for p in outputs["predicted_class"].numpy()]
     assert outputs["scores"].shape == (len(rows), 3)

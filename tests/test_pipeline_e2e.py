@@ -23,6 +23,7 @@ from pipeline.config import load_config
 from pipeline.ops.run import EXIT_DATA_STOPPED, EXIT_NOT_BLESSED
 from pipeline.ops.summary import summarize
 from pipeline.training import signatures
+from serving import payloads
 from tests.conftest import DATA_ROOT, SCHEMA_PATH, run_pipeline
 from tests.test_pipeline_wiring import CANONICAL_ORDER
 
@@ -119,9 +120,7 @@ def test_pushed_model_serves_examples_and_raw_features_alike(pushed_pipeline):
     rows = _raw_rows() + [{**_raw_rows(1)[0], "bill_length_mm": "", "sex": ""}]
     by_example = model.signatures[signatures.SERVING_DEFAULT](
         examples=tf.constant([_example(r) for r in rows]))
-    raw = {k: tf.constant([float(r[k]) if r[k] else float("nan") for r in rows], tf.float32)
-           for k in features.NUMERIC_FEATURE_KEYS}
-    raw.update({k: tf.constant([r[k] for r in rows]) for k in features.CATEGORICAL_FEATURE_KEYS})
+    raw = {k: tf.constant(v) for k, v in payloads.raw_columns(rows).items()}
     by_raw = model.signatures[signatures.SERVING_RAW](**raw)
     np.testing.assert_allclose(by_example["scores"].numpy(), by_raw["scores"].numpy(), atol=1e-6)
     predicted = [c.decode() for c in by_raw["predicted_class"].numpy()]

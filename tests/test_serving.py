@@ -126,6 +126,52 @@ def test_rest_and_grpc_clients_agree(served, pushed_pipeline):
     assert set(rest_signatures["serving_raw"]["inputs"]) == set(ROW)
 
 
+def test_signatures_declare_the_schema_types_and_every_client_path_takes_pandas_rows(served):
+    """Issue 14, case 3: serving_raw declared INT features DT_FLOAT while the schema (and so
+    serving_default's parser) types them int64, so a client typing its values from
+    GetModelMetadata failed on :classify. Now every signature declares the schema's types,
+    and a pandas row with blanks (float64 columns) gives the same scores on every path."""
+    import pandas as pd
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from serving.batch import RawRowModelHandler
+
+    config, server, rest, rpc = served
+    schema = text_format.Parse(open(config.schema_path).read(), schema_pb2.Schema())
+    schema_dtype = {f.name: {schema_pb2.INT: "DT_INT64", schema_pb2.FLOAT: "DT_FLOAT",
+                             schema_pb2.BYTES: "DT_STRING"}[f.type] for f in schema.feature}
+    declared = {k: v["dtype"] for k, v in rpc.metadata()["signature_def"]["serving_raw"]["inputs"].items()}
+    assert declared == {k: schema_dtype[k] for k in ROW}
+
+    # A careful client: each value typed as the metadata says (DT_INT64 -> int, DT_FLOAT -> float).
+    python_type = {"DT_INT64": int, "DT_FLOAT": float, "DT_STRING": str}
+    row = {k: python_type[declared[k]](v) for k, v in ROW.items()}
+    predicted = rest.call("POST", rest.model_path() + ":predict",
+                          {"signature_name": "serving_raw", "instances": [row]})["predictions"][0]
+    (classified,) = rest.call("POST", rest.model_path() + ":classify", {"examples": [row]})["results"]
+    assert np.allclose(predicted["scores"], [score for _, score in classified], atol=1e-6)
+
+    frame = pd.DataFrame([ROW, {**ROW, "flipper_length_mm": None, "bill_length_mm": None, "sex": None},
+                          {**ROW, "body_mass_g": None, "island": "Dream"}])
+    assert frame["flipper_length_mm"].dtype == frame["body_mass_g"].dtype == np.float64
+    rows = frame.to_dict("records")
+    # The tf.Example path leaves a blank out; serving_raw's markers must mean the same.
+    expected = [[score for _, score in result] for result in rpc.classify(rows)]
+    handler = RawRowModelHandler(os.path.join(config.serving_model_dir, str(rpc.predict([ROW]).version)))
+    batch = [result.inference for result in handler.run_inference(rows, handler.load_model())]
+    paths = {
+        "REST predict": [r["scores"] for r in rest.predict(rows).rows],
+        "gRPC predict": [r["scores"] for r in rpc.predict(rows).rows],
+        "REST classify": [[score for _, score in result] for result in rest.classify(rows)],
+        "batch": [r["scores"] for r in batch],
+    }
+    # Compared in log space: the model is confident, so a blank moves the small scores only.
+    for name, scores in paths.items():
+        assert np.allclose(np.log(scores), np.log(expected), atol=1e-3), name
+    assert not np.allclose(np.log(expected[0]), np.log(expected[1]), atol=1e-1)  # the blanks count
+
+
 def test_rest_payload_formats_match_tf_serving(served, pushed_pipeline):
     config, server, rest, rpc = served
     rows = [ROW, dict(ROW, island="Torgersen", bill_length_mm=float("nan"))]
@@ -163,7 +209,9 @@ def test_rest_payload_formats_match_tf_serving(served, pushed_pipeline):
     (json.dumps({"signature_name": "serving_raw", "instances": [dict(ROW, island=3)]}).encode(),
      400, "is not of expected type: string"),
     (json.dumps({"signature_name": "serving_raw", "instances": [dict(ROW, body_mass_g="heavy")]}).encode(),
-     400, "is not of expected type: float"),
+     400, "is not of expected type: int64"),
+    (json.dumps({"signature_name": "serving_raw", "instances": [dict(ROW, body_mass_g=5000.0)]}).encode(),
+     400, "is not of expected type: int64"),
     (json.dumps({"signature_name": "nope", "instances": [ROW]}).encode(), 400,
      'Serving signature key "nope" not found.'),
 ])

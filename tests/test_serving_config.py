@@ -209,7 +209,10 @@ def test_request_log_rotates_by_size_and_writes_strict_json(tmp_path):
 
     path = tmp_path / "logs" / "requests.jsonl"
     log = RequestLog(str(path), max_bytes=4096, backups=2)
+    from models import features
+
     inputs = {"bill_length_mm": np.array([float("nan"), 45.1], np.float32),
+              "body_mass_g": np.array([features.MISSING_INT, 5000], np.int64),
               "island": np.array([b"Biscoe", b""], dtype=object)}
     outputs = {"scores": np.array([[0.5, float("inf")], [0.25, 0.75]], np.float32)}
     for _ in range(60):
@@ -226,6 +229,7 @@ def test_request_log_rotates_by_size_and_writes_strict_json(tmp_path):
             assert entry["rows"][0]["bill_length_mm"] is None
             assert entry["rows"][1]["bill_length_mm"] == 45.1  # float32's shortest decimal, not 45.0999...
             assert entry["rows"][1]["island"] == ""
+            assert entry["rows"][0]["body_mass_g"] is None and entry["rows"][1]["body_mass_g"] == 5000
             assert entry["outputs"][0]["scores"] == [0.5, None]
 
 

@@ -137,6 +137,59 @@ def test_a_label_never_moves_to_a_version_that_is_not_loaded(tiny_model, tmp_pat
         store.stop()
 
 
+def _with_warmup_file(source: str, path: str) -> str:
+    """A copy of the tiny model whose warmup file holds one :classify request on serving_default."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import classification_pb2, model_pb2, prediction_log_pb2
+
+    from serving.warmup import WARMUP_FILE
+
+    shutil.copytree(source, path)
+    request = classification_pb2.ClassificationRequest(model_spec=model_pb2.ModelSpec(name=MODEL))
+    example = request.input.example_list.examples.add()
+    example.features.feature["a"].float_list.value.append(1.0)
+    os.makedirs(os.path.join(path, os.path.dirname(WARMUP_FILE)))
+    with tf.io.TFRecordWriter(os.path.join(path, WARMUP_FILE)) as writer:
+        writer.write(prediction_log_pb2.PredictionLog(
+            classify_log=prediction_log_pb2.ClassifyLog(request=request)).SerializeToString())
+    return path
+
+
+def test_a_new_version_is_warmed_before_it_takes_traffic(tiny_model, tmp_path, monkeypatch):
+    """Issue 14, case 8: a pushed version replays its warmup requests, then calls every other
+    signature once, all before any request can reach it, so no first request pays for it."""
+    from serving import inference
+    from serving.errors import ServingError
+    from serving.model_store import ModelStore
+
+    base = str(tmp_path / MODEL)
+    _push(base, 1, tiny_model)
+    store = ModelStore(model_name=MODEL, base_path=base, poll_seconds=0.05)
+    calls = []  # (version called, signature, version a request would get at that moment)
+    predict = inference.LoadedVersion.predict
+
+    def served_now():
+        try:
+            return store.resolve(MODEL).version
+        except ServingError:
+            return None
+
+    def recording_predict(self, signature_name, inputs, output_filter=None):
+        calls.append((self.version, signature_name, served_now()))
+        return predict(self, signature_name, inputs, output_filter)
+
+    monkeypatch.setattr(inference.LoadedVersion, "predict", recording_predict)
+    store.start()
+    try:
+        _push(base, 2, _with_warmup_file(tiny_model, str(tmp_path / "warm")))
+        _wait_for(lambda: served_now() == 2, "version 2")
+        warming = [(signature, served) for version, signature, served in calls if version == 2]
+        assert [signature for signature, _ in warming] == ["serving_default", "predict_x"]
+        assert all(served == 1 for _, served in warming)  # requests still went to version 1
+    finally:
+        store.stop()
+
+
 def test_start_up_labels_need_the_unavailable_labels_flag(tiny_model, tmp_path):
     """R5 at start-up: nothing is loaded yet, so without the flag every label is refused."""
     from serving.model_store import ModelStore
@@ -305,3 +358,15 @@ def test_clients_convert_pandas_rows_with_blanks_by_the_schema_types():
     assert list(example.features.feature["bill_length_mm"].float_list.value) == [45.0]
     with pytest.raises(ValueError, match="row 3: flipper_length_mm must be a whole number"):
         payloads.typed_row({"flipper_length_mm": 192.5}, 3)
+
+    # serving_raw's columns: each of the schema's type, a blank as that type's missing marker.
+    columns = payloads.raw_columns(rows)
+    assert columns["flipper_length_mm"].dtype == np.int64 and columns["bill_length_mm"].dtype == np.float32
+    assert columns["flipper_length_mm"].tolist() == [192, features.MISSING_INT]
+    assert np.isnan(columns["bill_length_mm"][1]) and columns["sex"].tolist() == ["female", ""]
+    assert payloads.rows_from_raw_columns(columns)[1]["flipper_length_mm"] is None
+    from serving.batch import parse_csv_line
+
+    assert parse_csv_line("Biscoe,45.1,,5000", ["island", "bill_length_mm", "flipper_length_mm",
+                                                  "body_mass_g"]) == {
+        "island": "Biscoe", "bill_length_mm": 45.1, "body_mass_g": 5000}

@@ -226,7 +226,10 @@ def training_statistics(config: PipelineConfig, version: int):
 
 
 def serving_statistics(rows: Sequence[Mapping[str, Any]], schema):
-    """TFDV statistics of raw serving rows; None, NaN and "" are missing values."""
+    """TFDV statistics of raw serving rows, each feature of its schema type.
+
+    None, NaN, "" and `features.MISSING_INT` (serving_raw's missing INT) are missing values.
+    """
     import pandas as pd
     import tensorflow_data_validation as tfdv
     from tensorflow_metadata.proto.v0 import schema_pb2
@@ -246,7 +249,11 @@ def serving_statistics(rows: Sequence[Mapping[str, Any]], schema):
 
 
 def _missing_to_none(value: Any) -> Any:
+    from models import features
+
     if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if value == features.MISSING_INT:
         return None
     if isinstance(value, list):  # a [1]-shaped column value
         return _missing_to_none(value[0]) if len(value) == 1 else None

@@ -97,8 +97,8 @@ def send_requests(config: PipelineConfig, span: int, span_dir: str) -> Optional[
     """
     import tensorflow as tf
 
-    from models import features
     from pipeline.ops.rollback import read_span_rows, served_and_replaced
+    from serving import payloads
     from serving.request_log import RequestLog
 
     version, _ = served_and_replaced(config)
@@ -107,14 +107,11 @@ def send_requests(config: PipelineConfig, span: int, span_dir: str) -> Optional[
     model = tf.saved_model.load(os.path.join(config.serving_model_dir, str(version)))
     log = RequestLog(request_log_path(config, span))
     for row in read_span_rows(span_dir):
-        inputs = {k: tf.constant([float(row.get(k, "nan"))], tf.float32)
-                  for k in features.NUMERIC_FEATURE_KEYS}
-        inputs.update({k: tf.constant([row.get(k, "")]) for k in features.CATEGORICAL_FEATURE_KEYS})
+        inputs = payloads.raw_columns([row])
         started = time.perf_counter()
-        outputs = model.signatures["serving_raw"](**inputs)
+        outputs = model.signatures["serving_raw"](**{k: tf.constant(v) for k, v in inputs.items()})
         log.write("rest", "predict", config.pipeline_name, version, "serving_raw", "OK", started,
-                  inputs={k: v.numpy() for k, v in inputs.items()},
-                  outputs={"predicted_class": outputs["predicted_class"].numpy()})
+                  inputs=inputs, outputs={"predicted_class": outputs["predicted_class"].numpy()})
     log.close()
     return version
 

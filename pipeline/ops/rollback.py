@@ -64,13 +64,12 @@ def span_accuracy(model_dir: str, rows: List[dict]) -> float:
     import numpy as np
     import tensorflow as tf
 
+    from serving import payloads
+
     if not rows:
         return float("nan")
     model = tf.saved_model.load(model_dir)
-    inputs = {key: tf.constant([float(row.get(key, "nan")) for row in rows], tf.float32)
-              for key in features.NUMERIC_FEATURE_KEYS}
-    inputs.update({key: tf.constant([row.get(key, "") for row in rows], tf.string)
-                   for key in features.CATEGORICAL_FEATURE_KEYS})
+    inputs = {k: tf.constant(v) for k, v in payloads.raw_columns(rows).items()}
     predicted = model.signatures["serving_raw"](**inputs)["predicted_class"].numpy()
     labels = np.array([row[features.LABEL_KEY].encode() for row in rows])
     return float(np.mean(predicted == labels))

@@ -2,9 +2,11 @@
 
 - `serving_default`: serialized `tf.Example`s (no label) -> `classes`, `scores`.
   TF Serving's classify API and TFMA use it.
-- `serving_raw`: one tensor per raw feature, for JSON clients. Numeric features
-  are float32 (NaN = missing), categorical features strings ("" = missing) ->
-  `scores`, `classes`, `class_ids`, `predicted_class`.
+- `serving_raw`: one tensor per raw feature, for JSON clients, each of the
+  schema's type: INT features int64 (`features.MISSING_INT` = missing), FLOAT
+  features float32 (NaN = missing), BYTES features strings ("" = missing) ->
+  `scores`, `classes`, `class_ids`, `predicted_class`. So GetModelMetadata
+  tells a client the same types as the schema and the tf.Example parser.
 - `transform_features`: serialized `tf.Example`s (with label) -> transformed
   features, the preprocessing TFMA applies before computing metrics.
 
@@ -45,8 +47,8 @@ def make_signatures(model: tf.keras.Model, tf_transform_output) -> dict:
         classes = tf.tile(tf.expand_dims(label_names, 0), [tf.shape(scores)[0], 1])
         return {"classes": classes, "scores": scores}
 
-    raw_inputs = [tf.TensorSpec([None], tf.float32, name=k) for k in features.NUMERIC_FEATURE_KEYS]
-    raw_inputs += [tf.TensorSpec([None], tf.string, name=k) for k in features.CATEGORICAL_FEATURE_KEYS]
+    # Each input has the type Transform's feature spec (the schema) gives it, as in a tf.Example.
+    raw_inputs = [tf.TensorSpec([None], serving_spec[k].dtype, name=k) for k in features.feature_keys()]
 
     @tf.function(input_signature=raw_inputs)
     def serve_raw(*tensors):
@@ -72,7 +74,7 @@ def make_signatures(model: tf.keras.Model, tf_transform_output) -> dict:
 
 
 def raw_to_sparse(columns, raw_spec):
-    """Dense raw columns (NaN / "" for missing) to the tensors Transform expects.
+    """Dense raw columns (NaN, `features.MISSING_INT` or "" for missing) to the tensors Transform expects.
 
     Columns that the schema makes optional become SparseTensors without the
     missing entries, exactly as parsing a `tf.Example` that lacks them would.
@@ -82,18 +84,17 @@ def raw_to_sparse(columns, raw_spec):
         spec = raw_spec[key]
         if spec.dtype == tf.string:
             present = tf.not_equal(column, "")
-            values = column
+        elif spec.dtype.is_integer:
+            present = tf.not_equal(column, tf.constant(features.MISSING_INT, column.dtype))
         else:
             present = tf.logical_not(tf.math.is_nan(column))
-            rounded = tf.round(column) if spec.dtype.is_integer else column
-            values = tf.cast(rounded, spec.dtype)
         if isinstance(spec, tf.io.VarLenFeature):
             indices = tf.where(present)
             batch = tf.shape(column, out_type=tf.int64)[0]
             result[key] = tf.SparseTensor(
                 indices=tf.concat([indices, tf.zeros_like(indices)], axis=1),
-                values=tf.gather_nd(values, indices),
+                values=tf.gather_nd(column, indices),
                 dense_shape=[batch, 1])
         else:
-            result[key] = tf.reshape(values, [-1] + list(spec.shape))
+            result[key] = tf.reshape(column, [-1] + list(spec.shape))
     return result

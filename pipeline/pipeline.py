@@ -83,7 +83,9 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         max_blank_fraction=validation.max_blank_fraction,
         blank_fractions_json=json.dumps(validation.blank_fractions, sort_keys=True),
         text_columns_json=json.dumps(list(features.CATEGORICAL_FEATURE_KEYS)),
-        label_key=features.LABEL_KEY)
+        label_key=features.LABEL_KEY,
+        numeric_columns_json=json.dumps(list(features.NUMERIC_FEATURE_KEYS)),
+        int_columns_json=json.dumps(list(features.INT_FEATURE_KEYS)))
     # SchemaGen must finish before the gate can stop a run: `tfxt schema refresh`
     # needs its inferred schema exactly when the data no longer fits the curated one.
     anomalies_gate.add_upstream_node(schema_gen)

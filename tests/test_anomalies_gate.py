@@ -97,6 +97,31 @@ def test_schema_refresh_types_categoricals_and_the_label_as_text():
     assert again == merged and all(line.startswith("kept curated") for line in changes)
 
 
+def test_a_numeric_column_typed_other_than_int_feature_keys_says_is_named(schema):
+    # weight is FLOAT, hour INT in SCHEMA; clients type values by INT_FEATURE_KEYS.
+    found = anomalies_gate.int_problems(schema, ["weight", "hour"], ["weight"])
+    assert [a.column for a in found] == ["weight", "hour"]
+    assert "remove it from INT_FEATURE_KEYS" in found[0].description
+    assert "add it there" in found[1].description
+    assert anomalies_gate.int_problems(schema, ["weight", "hour"], ["hour", "gone"]) == []
+
+
+def test_schema_refresh_says_how_to_set_int_feature_keys():
+    from pipeline.ops.schema_refresh import int_keys_hint
+
+    schema = text_format.Parse(SCHEMA, schema_pb2.Schema())
+    [line] = int_keys_hint(schema, ("weight", "hour"), ("flipper_length_mm",))
+    assert line.startswith("edit models/features.py: INT_FEATURE_KEYS = ('hour',)")
+    assert int_keys_hint(schema, ("weight", "hour"), ("hour",)) == []
+
+
+def test_the_bundled_schema_agrees_with_int_feature_keys():
+    with open(SCHEMA_PATH) as f:
+        schema = text_format.Parse(f.read(), schema_pb2.Schema())
+    assert anomalies_gate.int_problems(
+        schema, list(features.NUMERIC_FEATURE_KEYS), list(features.INT_FEATURE_KEYS)) == []
+
+
 def test_the_bundled_schema_types_every_categorical_as_text():
     with open(SCHEMA_PATH) as f:
         schema = text_format.Parse(f.read(), schema_pb2.Schema())

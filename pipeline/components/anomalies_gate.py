@@ -10,6 +10,8 @@ The gate fails on any of:
 - a split with fewer than `validation.min_examples_per_split` examples (`count_problems`):
   a header-only span passes the schema, then Transform runs on 0 rows and training fails later;
 - too many blank values in a column the schema allows to be blank (`blank_problems`);
+- a numeric column whose INT/FLOAT type disagrees with `INT_FEATURE_KEYS` (`int_problems`), by
+  which clients type their values;
 - a categorical column or the label (models/features.py) that the schema does not type BYTES
   (`type_problems`):
   Transform, serving and edge treat categoricals as text, and would otherwise fail only after
@@ -148,6 +150,29 @@ def type_problems(schema, text_columns: List[str], label_key: str = "") -> List[
         for name in text_columns if types.get(name, "BYTES") != "BYTES"]
 
 
+def int_problems(schema, numeric_columns: List[str], int_columns: List[str]) -> List[Anomaly]:
+    """A row for each numeric column whose INT/FLOAT type in the schema disagrees with INT_FEATURE_KEYS.
+
+    Clients and the serving_raw signature type a numeric value by INT_FEATURE_KEYS (TF Serving
+    refuses 192.0 for an int64 and 45 for a float), so it must say what the schema says.
+    """
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    types = {f.name: f.type for f in schema.feature}
+    rows = []
+    for name in numeric_columns:
+        if types.get(name) == schema_pb2.INT and name not in int_columns:
+            rows.append(Anomaly("", name, (
+                "schema/schema.pbtxt types it INT, but models/features.py does not list it in "
+                "INT_FEATURE_KEYS: add it there (clients then send it as a whole number), or type it "
+                "FLOAT in the schema")))
+        elif types.get(name) == schema_pb2.FLOAT and name in int_columns:
+            rows.append(Anomaly("", name, (
+                "listed in INT_FEATURE_KEYS in models/features.py, but schema/schema.pbtxt types it "
+                "FLOAT: remove it from INT_FEATURE_KEYS, or type it INT in the schema")))
+    return rows
+
+
 def read_schema(schema_uri: str):
     """The Schema proto of a Schema artifact URI (ImportSchemaGen writes schema.pbtxt)."""
     from google.protobuf import text_format
@@ -170,7 +195,9 @@ def AnomaliesGate(  # noqa: N802 - a component name
         max_blank_fraction: Parameter[float],
         blank_fractions_json: Parameter[str],
         text_columns_json: Parameter[str],
-        label_key: Parameter[str]) -> None:
+        label_key: Parameter[str],
+        numeric_columns_json: Parameter[str],
+        int_columns_json: Parameter[str]) -> None:
     """Fails the run, naming each split and column, when the data is not fit to train on."""
     stats = read_statistics(statistics.uri)
     found = count_problems(stats, min_examples_per_split)
@@ -178,7 +205,9 @@ def AnomaliesGate(  # noqa: N802 - a component name
     stats = {split: s for split, s in stats.items() if s.num_examples >= min_examples_per_split}
     curated = read_schema(schema.uri)
     text_columns = json.loads(text_columns_json) + [label_key]
-    found += (type_problems(curated, text_columns, label_key) + read_anomalies(anomalies.uri)
+    found += (type_problems(curated, text_columns, label_key)
+              + int_problems(curated, json.loads(numeric_columns_json), json.loads(int_columns_json))
+              + read_anomalies(anomalies.uri)
               + blank_problems(stats, curated, max_blank_fraction, json.loads(blank_fractions_json)))
     if found:
         raise DataValidationError(

@@ -74,6 +74,7 @@ def refresh_schema(config: PipelineConfig) -> List[str]:
                if os.path.exists(config.schema_path) else schema_pb2.Schema())
     merged, changes = merge_schemas(curated, inferred, features.LABEL_KEY,
                                     features.CATEGORICAL_FEATURE_KEYS)
+    changes += int_keys_hint(merged, features.NUMERIC_FEATURE_KEYS, features.INT_FEATURE_KEYS)
     from google.protobuf import text_format
 
     os.makedirs(os.path.dirname(config.schema_path), exist_ok=True)
@@ -141,3 +142,18 @@ def _as_text(feature) -> None:
     feature.type = schema_pb2.BYTES
     if feature.WhichOneof("domain_info") not in (None, "domain", "string_domain"):
         feature.ClearField("domain_info")
+
+
+def int_keys_hint(schema, numeric_keys: Sequence[str], int_keys: Sequence[str]) -> List[str]:
+    """A line asking to edit INT_FEATURE_KEYS when it disagrees with the schema's INT numerics.
+
+    Clients type values by INT_FEATURE_KEYS, and the run's gate stops on a disagreement.
+    """
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    types = {f.name: f.type for f in schema.feature}
+    wanted = tuple(k for k in numeric_keys if types.get(k) == schema_pb2.INT)
+    if set(wanted) == {k for k in int_keys if k in types and k in numeric_keys}:
+        return []
+    return [f"edit models/features.py: INT_FEATURE_KEYS = {wanted!r} (the numeric columns the schema "
+            "types INT; clients send them as whole numbers)"]

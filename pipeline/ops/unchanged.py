@@ -89,6 +89,8 @@ def serve_if_unchanged(config: PipelineConfig, stream: TextIO = sys.stdout) -> O
             changed = differences(config, record) if record else []
     except LockHeldError:
         return None  # the real path says who holds it
+    except OSError:
+        return None  # a file that cannot be read: the real path reports it if it matters
     if record is None:
         return None
     if changed:
@@ -211,14 +213,14 @@ def _file_digest(path: str) -> str:
 def _stat(path: str) -> str:
     try:
         stat = os.stat(path)
-    except FileNotFoundError:
+    except OSError:
         return "missing"
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
 def _tree(root: str, content: bool) -> List[str]:
-    """One entry per folder and file under `root`: its relative path, then its size and content
-    hash (`content`) or size and modification time."""
+    """One entry per folder and file under `root`: its relative path, then its content hash
+    (`content`) or its size and modification time."""
     if not os.path.isdir(root):
         return ["missing"]
     entries = []
@@ -229,7 +231,7 @@ def _tree(root: str, content: bool) -> List[str]:
         for name in sorted(files):
             path = os.path.join(folder, name)
             detail = _file_digest(path) if content else _stat(path)
-            entries.append(f"f {os.path.join(relative, name)} {os.path.getsize(path)} {detail}")
+            entries.append(f"f {os.path.join(relative, name)} {detail}")
     return entries
 
 

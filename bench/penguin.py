@@ -94,8 +94,8 @@ def render(results: Dict[str, List[Dict]], labels: Dict[str, str], load: str) ->
         lines.append(f"| {labels[name]} | {kind} | {len(runs)} | {median(runs, 'seconds'):.1f} | "
                      f"{median(runs, 'cpu_seconds'):.1f} | {startup(runs)} | "
                      f"{median(runs, 'peak_rss_mib'):.0f} | " + " | ".join(cells) + " |")
+    lines.append("")
     if "baseline/first" in results:
-        lines.append("")
         for kind in ("first", "rerun"):
             this, base = results[f"this/{kind}"], results[f"baseline/{kind}"]
             lines.append(f"- {kind} run, this / baseline (medians): wall "

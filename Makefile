@@ -60,8 +60,9 @@ $(STAMP): $(LOCK) setup.py
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
+# FORCE=1 runs even when nothing changed since a run that had nothing to do.
 run: setup
-	$(BIN)/python runners/local_runner.py
+	$(BIN)/python runners/local_runner.py $(if $(FORCE),--force)
 
 # Two workers (pytest-xdist) on the 2-core machines this targets: pipeline runs are mostly one
 # core each, so two at a time nearly halve the wall time. --dist loadfile keeps each test file on

@@ -1,14 +1,18 @@
 """Small-data speed: the default pipeline on the bundled penguin data, this checkout against another.
 
     python -m bench penguin --baseline /path/to/other/checkout --runs 2
-    git worktree add --detach /tmp/baseline <commit>   # a baseline checkout of an older commit
+    git archive <commit> | tar -x -C /tmp/baseline   # a baseline checkout of an older commit
 
 For each round, and each checkout in turn (A B A B ..., so both see the same load), it
 runs that checkout's `runners/local_runner.py` (with this environment's packages, so both
 sides must share the lock) into a fresh output
 folder (a first run: nothing cached), then runs it again unchanged in the same folder
-(the cached re-run). It records wall time, CPU time and peak RSS of the runner and its
-children (`bench.scale.PeakMemory`), and each component's seconds from ML Metadata.
+(the cached re-run). A checkout with the unchanged-run fast path (`pipeline/ops/unchanged.py`)
+runs twice more: a third run (a real one: the second executed ModelDecay on the model the first
+pushed, so it was not recorded as having nothing to do) and a fourth, which the fast path serves.
+It records wall time, CPU time and peak RSS of the runner and its
+children (`bench.scale.PeakMemory`), the start-up (seconds from the command to the first
+component's "running" line), and each component's seconds from ML Metadata.
 Without `--baseline` only this checkout runs. Results go to BENCHMARKS.md, with the
 load average before and after, since the machine may be shared.
 """
@@ -40,14 +44,21 @@ def run_once(checkout: str, work_dir: str) -> Dict:
                             "data_root": os.path.join(checkout, "data", "penguins"),
                             "schema_path": os.path.join(checkout, "schema", "schema.pbtxt")}, f)
     started = time.monotonic()
-    with open(os.path.join(work_dir, "run.log"), "a") as log:
+    startup = None
+    served_unchanged = False
+    with open(os.path.join(work_dir, "run.log"), "a", buffering=1) as log:
         # This environment's packages; the checkout's code first on the path, ahead of the
         # editable install of this one.
-        env = {**os.environ, "TFXT_CONFIG": config_path, "PYTHONPATH": checkout}
+        env = {**os.environ, "TFXT_CONFIG": config_path, "PYTHONPATH": checkout, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen([sys.executable, os.path.join(checkout, "runners", "local_runner.py")],
-                                   cwd=work_dir, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
+                                   cwd=work_dir, env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         with PeakMemory(process.pid) as memory:
+            for line in process.stdout:
+                if startup is None and " running ..." in line:
+                    startup = time.monotonic() - started
+                served_unchanged = served_unchanged or line.startswith("Nothing new since run")
+                log.write(line)
             returncode = process.wait()
     seconds = time.monotonic() - started
     if returncode != 0:
@@ -56,8 +67,8 @@ def run_once(checkout: str, work_dir: str) -> Dict:
     from pipeline.ops.summary import summarize
 
     summary = summarize(load_config(config_path, base_dir=work_dir))
-    return {"seconds": seconds, "cpu_seconds": memory.cpu_seconds,
-            "peak_rss_mib": memory.peak_bytes / 2**20,
+    return {"seconds": seconds, "cpu_seconds": memory.cpu_seconds, "startup_seconds": startup,
+            "served_unchanged": served_unchanged, "peak_rss_mib": memory.peak_bytes / 2**20,
             "nodes": {n.node_id: n.seconds for n in summary.nodes},
             "states": {n.node_id: n.state for n in summary.nodes}}
 
@@ -67,29 +78,42 @@ def render(results: Dict[str, List[Dict]], labels: Dict[str, str], load: str) ->
     def median(runs, key):
         return statistics.median(r[key] for r in runs)
 
+    def startup(runs):
+        values = [r["startup_seconds"] for r in runs if r.get("startup_seconds") is not None]
+        return f"{statistics.median(values):.1f}" if values else "-"
+
     lines = [f"Load average (1, 5, 15 min) before and after: {load}", "",
-             "| checkout | run | n | wall s | CPU s | peak RSS MiB | " + " | ".join(COMPONENTS) + " |",
-             "|---|---|---:|---:|---:|---:|" + "---:|" * len(COMPONENTS)]
+             "| checkout | run | n | wall s | CPU s | start-up s | peak RSS MiB | "
+             + " | ".join(COMPONENTS) + " |",
+             "|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(COMPONENTS)]
     for key, runs in results.items():
         name, kind = key.split("/")
         cells = [f"{statistics.median(r['nodes'].get(c, 0) for r in runs):.1f}" for c in COMPONENTS]
-        lines.append(f"| {labels[name]} | {kind} | {len(runs)} | {median(runs, 'seconds'):.0f} | "
-                     f"{median(runs, 'cpu_seconds'):.0f} | {median(runs, 'peak_rss_mib'):.0f} | "
-                     + " | ".join(cells) + " |")
+        if all(r.get("served_unchanged") for r in runs):
+            kind, cells = f"{kind} (fast path)", ["-"] * len(COMPONENTS)
+        lines.append(f"| {labels[name]} | {kind} | {len(runs)} | {median(runs, 'seconds'):.1f} | "
+                     f"{median(runs, 'cpu_seconds'):.1f} | {startup(runs)} | "
+                     f"{median(runs, 'peak_rss_mib'):.0f} | " + " | ".join(cells) + " |")
+    lines.append("")
     if "baseline/first" in results:
-        lines.append("")
         for kind in ("first", "rerun"):
             this, base = results[f"this/{kind}"], results[f"baseline/{kind}"]
             lines.append(f"- {kind} run, this / baseline (medians): wall "
                          f"{median(this, 'seconds') / median(base, 'seconds'):.2f}x, "
                          f"CPU {median(this, 'cpu_seconds') / median(base, 'cpu_seconds'):.2f}x, "
-                         f"peak RSS {median(this, 'peak_rss_mib') / median(base, 'peak_rss_mib'):.2f}x")
-    for name in labels:
-        first, rerun = results[f"{name}/first"], results[f"{name}/rerun"]
-        executed = [node for node, state in rerun[-1]["states"].items() if state == "COMPLETE"]
-        lines.append(f"- {labels[name]}: cached re-run / first run (medians): wall "
-                     f"{median(rerun, 'seconds') / median(first, 'seconds'):.2f}x; nodes executed in the "
-                     f"last re-run: {', '.join(executed) or 'none'}")
+                         f"peak RSS {median(this, 'peak_rss_mib') / median(base, 'peak_rss_mib'):.2f}x, "
+                         f"start-up {startup(this)} s vs {startup(base)} s")
+    for key, runs in results.items():
+        name, kind = key.split("/")
+        if kind == "first":
+            continue
+        first = results[f"{name}/first"]
+        executed = [node for node, state in runs[-1]["states"].items() if state == "COMPLETE"]
+        what = ("served by the fast path" if runs[-1].get("served_unchanged")
+                else f"nodes executed in the last one: {', '.join(executed) or 'none'}")
+        lines.append(f"- {labels[name]}: {kind} / first run (medians): wall "
+                     f"{median(runs, 'seconds') / median(first, 'seconds'):.3f}x, CPU "
+                     f"{median(runs, 'cpu_seconds') / median(first, 'cpu_seconds'):.3f}x; {what}")
     return "\n".join(lines)
 
 
@@ -97,6 +121,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", help="another checkout of this template (with its .venv)")
     parser.add_argument("--runs", type=int, default=2, help="rounds; each runs every checkout once")
+    parser.add_argument("--section", default="penguin",
+                        help="the BENCHMARKS.md section to write (another keeps the default one)")
     args = parser.parse_args(argv)
     checkouts = {"this": REPO_ROOT, **({"baseline": os.path.abspath(args.baseline)} if args.baseline else {})}
     labels = {name: f"{name} ({os.path.basename(path)})" for name, path in checkouts.items()}
@@ -105,15 +131,20 @@ def main(argv=None) -> None:
     for round_index in range(args.runs):
         for name, checkout in checkouts.items():
             work_dir = tempfile.mkdtemp(prefix=f"bench-penguin-{name}-")
-            for kind in ("first", "rerun"):
+            kinds = ("first", "rerun")
+            if os.path.exists(os.path.join(checkout, "pipeline", "ops", "unchanged.py")):
+                kinds += ("third run", "fourth run")
+            for kind in kinds:
                 result = run_once(checkout, work_dir)
                 results.setdefault(f"{name}/{kind}", []).append(result)
-                print(f"round {round_index + 1} {name} {kind}: {result['seconds']:.0f} s wall, "
-                      f"{result['cpu_seconds']:.0f} s CPU", flush=True)
+                print(f"round {round_index + 1} {name} {kind}: {result['seconds']:.1f} s wall, "
+                      f"{result['cpu_seconds']:.1f} s CPU, start-up {result['startup_seconds']} s, "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
     load = " / ".join(", ".join(f"{x:.1f}" for x in avg) for avg in (load_before, os.getloadavg()))
     body = render(results, labels, load)
     print(body)
     command = "python -m bench penguin" + (f" --baseline {args.baseline}" if args.baseline else "") + \
-        f" --runs {args.runs}"
-    write_section("penguin", "Small data: the default pipeline on the penguin data, first and cached re-run",
+        f" --runs {args.runs}" + (f" --section {args.section}" if args.section != "penguin" else "")
+    title = "Small data: the default pipeline on the penguin data, first and cached re-run"
+    write_section(args.section, title if args.section == "penguin" else f"{title} ({args.section})",
                   command, body)

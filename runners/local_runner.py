@@ -1,10 +1,13 @@
 """Runs the pipeline in this process with TFX's LocalDagRunner (ML Metadata in SQLite).
 
     python runners/local_runner.py            # or: make run
+    python runners/local_runner.py --force    # or: make run FORCE=1 (no fast path)
     tfx pipeline create --engine=local --pipeline_path=runners/local_runner.py
     tfx run create --engine=local --pipeline_name=penguin
 
-The config comes from the file named by $TFXT_CONFIG (YAML or JSON), if set.
+The config comes from the file named by $TFXT_CONFIG (YAML or JSON), if set. When nothing
+changed since a run that had nothing to do, it says so and ends before TensorFlow loads
+(`pipeline/ops/unchanged.py`); `--force` runs anyway.
 """
 
 import os
@@ -13,13 +16,24 @@ import sys
 from pipeline.config import ConfigError, load_config
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
         config = load_config(os.environ.get("TFXT_CONFIG"))
     except ConfigError as e:
         print(f"Config error: {e}", file=sys.stderr)
         return 2
+    # Not under TFX's CLI (`tfx pipeline create` runs this file to catch the pipeline it builds).
+    if "--force" not in argv and "tfx.tools.cli.handler.base_handler" not in sys.modules:
+        from pipeline.ops.unchanged import serve_if_unchanged
+
+        code = serve_if_unchanged(config)
+        if code is not None:
+            return code
     # Heavy imports only once the config is valid, so a bad config fails in a second.
+    from runners.startup import defer_tfx_components
+
+    defer_tfx_components()
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipeline.ops.run import run_and_report

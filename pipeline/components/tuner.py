@@ -7,7 +7,6 @@ search space and `tuner_fn` live with the model, in models/tuning.py.
 
 import dataclasses
 
-from tfx.components import Tuner
 from tfx.proto import trainer_pb2
 
 from pipeline.config import PipelineConfig
@@ -18,12 +17,16 @@ SINGLE_PROCESS_STRATEGIES = ("one_device", "mirrored")
 
 
 def tuner_component(config: PipelineConfig, examples, transform_graph, schema,
-                    code_fingerprint: str = "") -> Tuner:
+                    code_fingerprint: str = ""):
     """A Tuner over Transform's outputs; None of its values are read outside `config`.
 
     `code_fingerprint` (of the tuning code) goes into its custom_config, so that edited
     tuning code is not served from the cache.
     """
+    # Here, not at the top: TFX's Tuner imports KerasTuner and Keras 3 (seconds), which a
+    # pipeline without the Tuner never needs.
+    from tfx.components import Tuner
+
     hyperparameters = dataclasses.asdict(config.hyperparameters)
     hyperparameters["hidden_units"] = list(config.hyperparameters.hidden_units)
     strategy = config.strategy if config.strategy in SINGLE_PROCESS_STRATEGIES else "one_device"

@@ -19,7 +19,7 @@ from typing import Callable, Iterator, List, Optional, TextIO
 from pipeline import mlmd
 from pipeline.components.anomalies_gate import DataValidationError
 from pipeline.config import ConfigError, PipelineConfig
-from pipeline.ops import run_state
+from pipeline.ops import run_state, unchanged
 from pipeline.ops.lock import LockHeldError, pipeline_lock
 from pipeline.ops.progress import show_progress
 from pipeline.ops.report import report_after_run
@@ -89,6 +89,9 @@ def _run_locked(config: PipelineConfig, run: Callable[[], object], stream: TextI
                             f"{config.pipeline_name}-{time.strftime('%Y%m%d-%H%M%S')}.log")
     stream.write(f"Pipeline '{config.pipeline_name}': data {config.data_root}, "
                  f"outputs {config.output_dir}\nFull log: {log_path}\n")
+    # A real run voids the fast path's record; only its own outcome may write it again.
+    unchanged.forget(config)
+    inputs = unchanged.input_fingerprints(config)
     store = mlmd.open_store(config)
     for run_id in run_state.cancel_dead_runs(store, config.pipeline_name):
         stream.write(f"Earlier run {run_id} was interrupted (its process is gone): its RUNNING "
@@ -113,10 +116,11 @@ def _run_locked(config: PipelineConfig, run: Callable[[], object], stream: TextI
     if run_id is not None:
         run_state.stamp(store, run_id, "FAILED" if error is not None else "COMPLETE")
     summary = summarize(config, run_id) if run_id is not None else None
+    report = None
     if summary is not None:
         stream.write("\n" + format_summary(summary, config) + "\n")
         if config.report.enabled:
-            report_after_run(config, stream, run_id)
+            report = report_after_run(config, stream, run_id)
     if error is not None:
         cause = _root_cause(error)
         if isinstance(cause, ConfigError):  # found while building the pipeline: nothing ran
@@ -128,6 +132,10 @@ def _run_locked(config: PipelineConfig, run: Callable[[], object], stream: TextI
         return EXIT_DATA_STOPPED if isinstance(cause, DataValidationError) else EXIT_FAILED
     if summary is not None and summary.blessed is False:
         return EXIT_NOT_BLESSED
+    if summary is not None and summary.succeeded and unchanged.quiescent(store, summary.nodes):
+        # Every component came from the cache: the same inputs would give the same nothing again.
+        unchanged.record(config, inputs, summary.run_id, summary.pushed_version, summary.pushed_path,
+                         report)
     return EXIT_PUSHED
 
 

@@ -27,9 +27,20 @@ def main() -> None:
 @main.command()
 @CONFIG_OPTION
 @SET_OPTION
-def run(config_path, overrides) -> None:
+@click.option("--force", is_flag=True,
+              help="Run even when nothing changed since a run that had nothing to do.")
+def run(config_path, overrides, force) -> None:
     """Run the whole pipeline locally (LocalDagRunner) with progress and a summary."""
     config = config_from_options(config_path, overrides)
+    if not force:
+        from pipeline.ops.unchanged import serve_if_unchanged
+
+        code = serve_if_unchanged(config)
+        if code is not None:
+            sys.exit(code)
+    from runners.startup import defer_tfx_components
+
+    defer_tfx_components()
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipeline.ops.run import run_and_report

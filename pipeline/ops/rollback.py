@@ -12,6 +12,12 @@ the rehearsal reads the records back with `rollback_records`.
   `lifecycle.rollback_accuracy_drop` rolls back when `lifecycle.auto_rollback` is on.
 - Each check is an ML Metadata execution of type `tfxt.DecayCheck` in the pipeline's context,
   with the span, both versions and accuracies, and whether (and why not) it rolled back.
+- A rollback is also recorded on the rolled-back version's Model artifact (the Trainer's output
+  named by the version's blessing record), as the custom properties `rolled_back` = 1 and
+  `rolled_back_span` (`mark_rolled_back`). The pipeline's resolvers
+  (`pipeline.components.baseline_resolver`) then no longer take that model as the served model,
+  the warm-start base or the Evaluator's baseline; without the mark, TFX's latest-blessed
+  strategy would pick the model that was just rolled back.
 
 `span_accuracy` scores a model on a span itself: the monitoring work (issue 12, items 1-3)
 records the served model's accuracy per span in the pipeline; once that is on main this reads
@@ -115,6 +121,7 @@ def check_span(config: PipelineConfig, span: int, span_dir: str) -> Optional[Dec
         try:
             stable_after = _roll_back(server_files.serving_paths(config))
             rolled_back = True
+            mark_rolled_back(config, served, span)
             reason = (f"served accuracy {served_accuracy:.3f} < {replaced_accuracy:.3f} - {threshold:g} "
                       f"of version {replaced}")
         except versions.VersionError as e:
@@ -139,6 +146,33 @@ def _roll_back(paths) -> int:
         return versions.rollback(paths)[server_files.STABLE]
     except versions.RollbackPending:
         return versions.rollback(paths)[server_files.STABLE]
+
+
+def mark_rolled_back(config: PipelineConfig, version: int, span: int) -> Optional[int]:
+    """Marks the Model artifact that `version` was pushed from as rolled back (module docstring).
+
+    Returns the artifact's id, or None when the version's blessing record names no model of this
+    store (a version copied in by hand), which is then logged.
+    """
+    import logging
+
+    from pipeline.components.baseline_resolver import ROLLED_BACK_PROPERTY
+    from serving.warmup import read_blessing
+
+    model_id = read_blessing(os.path.join(config.serving_model_dir, str(version))).get("model_id")
+    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+    store = mlmd.open_store(config)
+    found = store.get_artifacts_by_id([int(model_id)]) if model_id else []
+    if not found:
+        logging.getLogger(__name__).warning(
+            "Version %s names no Model artifact in ML Metadata (model_id %r); the resolvers cannot "
+            "skip it.", version, model_id)
+        return None
+    model = found[0]
+    model.custom_properties[ROLLED_BACK_PROPERTY].int_value = 1
+    model.custom_properties["rolled_back_span"].int_value = span
+    store.put_artifacts([model])
+    return model.id
 
 
 def record(config: PipelineConfig, check: DecayCheck) -> None:

@@ -353,3 +353,24 @@ def test_a_rolled_back_model_is_no_longer_the_served_model_warm_start_base_or_ba
     # baseline are the model serving went back to.
     assert _resolved_model_ids(served, newer_than_all) == {
         "served_model_resolver": [first_model], "latest_blessed_model_resolver": [first_model]}
+
+
+@pytest.mark.e2e
+def test_a_span_the_data_gate_would_stop_decides_no_rollback(watched_runs, tmp_path):
+    """40% of the rows with blank measurements: the served model is worse on them, yet no rollback."""
+    import pandas as pd
+
+    from models import features
+
+    config, _ = watched_runs
+    served = _served_copy(config, tmp_path)
+    *_, worse = _push_worse_model(config, served)
+    frame = pd.read_csv(os.path.join(SPAN_2009, "penguins.csv"))
+    frame.loc[frame.index % 5 < 2, list(features.NUMERIC_FEATURE_KEYS)] = None
+    blank_span = tmp_path / "incoming" / "span-2009"
+    blank_span.mkdir(parents=True)
+    frame.to_csv(blank_span / "penguins.csv", index=False, na_rep="")
+    check = rollback.check_span(served, 2009, str(blank_span))
+    assert check.served_accuracy < check.replaced_accuracy - served.lifecycle.rollback_accuracy_drop
+    assert (check.rolled_back, check.stable_after) == (False, worse)
+    assert "bill_length_mm" in check.reason and "decides no rollback" in check.reason

@@ -10,6 +10,10 @@ the rehearsal reads the records back with `rollback_records`.
   missing or was not blessed.
 - Both are scored on the new span's labelled rows (`span_accuracy`); a drop beyond
   `lifecycle.rollback_accuracy_drop` rolls back when `lifecycle.auto_rollback` is on.
+- A span with more blank values in a column than the config's validation section allows
+  (`blank_columns`) never rolls back: the data gate stops that span's run, and both models are
+  then scored mostly on imputed values (the default rehearsal rolled back on its blank-value
+  span, from a model that was fine).
 - Each check is an ML Metadata execution of type `tfxt.DecayCheck` in the pipeline's context,
   with the span, both versions and accuracies, and whether (and why not) it rolled back.
 - A rollback is also recorded on the rolled-back version's Model artifact (the Trainer's output
@@ -65,6 +69,18 @@ def read_span_rows(span_dir: str) -> List[dict]:
     return [row for row in rows if features.LABEL_KEY in row]
 
 
+def blank_columns(rows: List[dict], validation) -> List[str]:
+    """Feature columns blank in a larger share of `rows` than `validation` (ValidationConfig) allows."""
+    if not rows:
+        return []
+    found = []
+    for key in features.feature_keys():
+        tolerance = validation.blank_fractions.get(key, validation.max_blank_fraction)
+        if sum(key not in row for row in rows) / len(rows) > tolerance:
+            found.append(key)
+    return found
+
+
 def span_accuracy(model_dir: str, rows: List[dict]) -> float:
     """The share of `rows` whose label the model predicts, through its `serving_raw` signature."""
     import numpy as np
@@ -110,11 +126,15 @@ def check_span(config: PipelineConfig, span: int, span_dir: str) -> Optional[Dec
                          if replaced is not None else -1.0)
     threshold = config.lifecycle.rollback_accuracy_drop
     worse = replaced is not None and served_accuracy < replaced_accuracy - threshold
+    blank = blank_columns(rows, config.validation)
     stable_after, rolled_back = served, False
     if replaced is None:
         reason = "no blessed earlier version to compare with"
     elif not worse:
         reason = f"served accuracy within {threshold:g} of version {replaced}"
+    elif blank:
+        reason = (f"worse than version {replaced}, but on a span whose column(s) {', '.join(blank)} are "
+                  "blank past the validation section's tolerance: its accuracy decides no rollback")
     elif not config.lifecycle.auto_rollback:
         reason = "worse than the replaced version, but lifecycle.auto_rollback is off"
     else:

@@ -7,7 +7,7 @@ template to another tabular CSV, edit this file (and the config), then refresh
 `schema/schema.pbtxt` with `tfxt schema refresh`.
 """
 
-from typing import Tuple
+from typing import Dict, Tuple
 
 # The column to predict. A string class name in the raw CSV; Transform maps it
 # to an integer id with a vocabulary.
@@ -35,6 +35,16 @@ CATEGORICAL_FEATURE_KEYS: Tuple[str, ...] = (
     "island",
     "sex",
 )
+
+# The known values of each categorical column, as in the schema's string domain. Transform gives
+# them the first ids, in this order (then `MISSING_CATEGORY`, then any new value by frequency), so
+# an id means the same value from one training window to the next: with frequency order alone,
+# "male" and "female" swapped ids whenever their counts did, and continuous training
+# (pipeline/training/warm_start.py) had to start cold.
+CATEGORY_VALUES: Dict[str, Tuple[str, ...]] = {
+    "island": ("Biscoe", "Dream", "Torgersen"),
+    "sex": ("female", "male"),
+}
 
 # Columns the model evaluation is sliced by (each alone), besides overall.
 SLICE_KEYS: Tuple[str, ...] = ("island", "sex")

@@ -4,7 +4,9 @@
 Every raw column named in `models.features` is handled here:
 - numeric: missing values imputed with the training mean, then z-scored;
 - categorical: missing values imputed with `MISSING_CATEGORY`, then a
-  vocabulary maps values to ids, unseen values to one OOV bucket;
+  vocabulary maps values to ids: the declared values (`features.CATEGORY_VALUES`) and the missing
+  token first, in that order, then values new to the declaration by frequency; values unseen in
+  training go to one OOV bucket;
 - label: class names map to ids in the order of `features.LABEL_CLASSES`, whatever their
   frequency in the training data (a class not listed would get an id after them).
 
@@ -29,6 +31,8 @@ def preprocessing_fn(inputs):
             filled,
             num_oov_buckets=features.NUM_OOV_BUCKETS,
             vocab_filename=features.vocabulary_name(key),
+            # Ids stable across training windows, whatever the frequencies (see the docstring).
+            reserved_tokens=list(features.CATEGORY_VALUES.get(key, ())) + [features.MISSING_CATEGORY],
         )
     # The label is absent at serving time; Transform prunes this output then.
     if features.LABEL_KEY in inputs:

@@ -31,9 +31,6 @@ from tfx.components import (
 )
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.components.common import resolver
-from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
-    LatestBlessedModelStrategy,
-)
 from tfx.orchestration import pipeline as tfx_pipeline
 from tfx.proto import example_gen_pb2, pusher_pb2, trainer_pb2
 from tfx.types import Channel
@@ -45,7 +42,12 @@ from pipeline.code_fingerprint import code_fingerprint
 from pipeline.components import drift_gate, slice_gate
 from pipeline.components import example_gen as csv_example_gen
 from pipeline.components.anomalies_gate import AnomaliesGate
-from pipeline.components.baseline_resolver import BASELINE_RESOLVER_ID, PreviousBlessedModelStrategy
+from pipeline.components.baseline_resolver import (
+    BASELINE_RESOLVER_ID,
+    SERVED_MODEL_RESOLVER_ID,
+    PreviousBlessedModelStrategy,
+    ServedModelStrategy,
+)
 from pipeline.components.edge_export import EdgeExport
 from pipeline.components.model_decay import ModelDecay
 from pipeline.components.pusher import ServingPusher
@@ -101,14 +103,14 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
     tuner = tuner_component(
         config, transform.outputs["transformed_examples"], transform.outputs["transform_graph"],
         curated_schema, code_fingerprint(config.tuner.tuner_fn)) if config.tuner.enabled else None
-    # The served model: TFX's latest blessed model, resolved before training. ModelDecay scores it
-    # on the new spans, and continuous training warm-starts from it. (The Evaluator's baseline
-    # resolver below waits for the Trainer, so it cannot serve either.)
+    # The served model: the latest blessed model that was not rolled back, resolved before
+    # training. ModelDecay scores it on the new spans, and continuous training warm-starts from
+    # it. (The Evaluator's baseline resolver below waits for the Trainer, so it cannot serve either.)
     served_model_resolver = resolver.Resolver(
-        strategy_class=LatestBlessedModelStrategy,
+        strategy_class=ServedModelStrategy,
         model=Channel(type=Model),
         model_blessing=Channel(type=ModelBlessing),
-    ).with_id("served_model_resolver")
+    ).with_id(SERVED_MODEL_RESOLVER_ID)
     hp = config.hyperparameters
     trainer = Trainer(
         run_fn=config.run_fn,
@@ -134,9 +136,9 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
             "code_fingerprint": code_fingerprint(config.run_fn),
         },
     )
-    # The latest blessed model trained before this run's candidate, so that an unchanged
-    # re-run resolves the same baseline as the first and the cache serves the Evaluator
-    # (pipeline/components/baseline_resolver.py says why).
+    # The latest blessed model trained before this run's candidate (and not rolled back), so
+    # that an unchanged re-run resolves the same baseline as the first and the cache serves the
+    # Evaluator (pipeline/components/baseline_resolver.py says why).
     model_resolver = resolver.Resolver(
         strategy_class=PreviousBlessedModelStrategy,
         model=Channel(type=Model),

@@ -34,6 +34,7 @@ FRUIT_FEATURES = {
     "SLICE_KEYS": '("color",)',
     "PASSTHROUGH_KEYS": '("harvest",)',
     "LABEL_CLASSES": '("apple", "orange", "pear")',
+    "CATEGORY_VALUES": '{"color": ("green", "orange", "red", "yellow"), "origin": ("north", "south")}',
 }
 PROFILES = {  # fruit -> (weight, diameter, sweetness) means, colours
     "apple": ((180, 8.0, 12.0), ("red", "green")),

@@ -3,7 +3,11 @@
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 from tfx.types.standard_artifacts import Model, ModelBlessing
 
-from pipeline.components.baseline_resolver import PreviousBlessedModelStrategy
+from pipeline.components.baseline_resolver import (
+    ROLLED_BACK_PROPERTY,
+    PreviousBlessedModelStrategy,
+    ServedModelStrategy,
+)
 
 
 def _model(artifact_id):
@@ -50,3 +54,22 @@ def test_no_earlier_blessed_model_means_no_baseline():
     assert resolved["model"] == [] and resolved["model_blessing"] == []
     empty = _resolve(PreviousBlessedModelStrategy(), [], [], candidate=_model(2))
     assert empty["model"] == [] and empty["model_blessing"] == []
+
+
+def _rolled_back(model):
+    model.set_int_custom_property(ROLLED_BACK_PROPERTY, 1)
+    return model
+
+
+def test_a_rolled_back_model_is_neither_the_served_model_nor_a_baseline():
+    """TFX's strategy still picks the model a rollback moved serving away from (7)."""
+    models = [_model(3), _model(5), _rolled_back(_model(7))]
+    blessings = [_blessing(3), _blessing(5), _blessing(7)]
+    assert [m.id for m in _resolve(LatestBlessedModelStrategy(), models, blessings)["model"]] == [7]
+    assert [m.id for m in _resolve(ServedModelStrategy(), models, blessings)["model"]] == [5]
+    baseline = _resolve(PreviousBlessedModelStrategy(), models, blessings, candidate=_model(9))
+    assert [m.id for m in baseline["model"]] == [5]
+    assert [b.id for b in baseline["model_blessing"]] == [1005]
+    # Every blessed model rolled back: nothing to serve, warm-start from or compare with.
+    none_left = [_rolled_back(_model(3))]
+    assert _resolve(ServedModelStrategy(), none_left, [_blessing(3)])["model"] == []

@@ -61,6 +61,17 @@ def test_label_classes_match_the_schema_domain_and_the_data():
     assert seen == set(features.LABEL_CLASSES)
 
 
+def test_declared_category_values_are_the_schema_domains():
+    """Transform reserves these ids first (models/preprocessing.py); the schema checks the data."""
+    schema = _schema()
+    assert set(features.CATEGORY_VALUES) <= set(features.CATEGORICAL_FEATURE_KEYS)
+    for key, values in features.CATEGORY_VALUES.items():
+        feature = next(f for f in schema.feature if f.name == key)
+        domain = next(d for d in schema.string_domain if d.name == (feature.domain or key))
+        assert list(values) == list(domain.value), key
+        assert features.MISSING_CATEGORY not in values
+
+
 def test_every_csv_has_exactly_the_declared_columns():
     declared = set(features.feature_keys() + (features.LABEL_KEY,) + features.PASSTHROUGH_KEYS)
     paths = sorted(glob.glob(os.path.join(DATA_ROOT, "span-*", "*.csv")))

@@ -67,17 +67,28 @@ def test_numerics_are_z_scored_over_present_values_and_missing_imputed_to_zero(t
     np.testing.assert_allclose(_column(train, "bill_depth_mm"), 0.0)
 
 
-def test_categoricals_get_frequency_ordered_ids_with_missing_and_oov(transformed):
+def test_categoricals_get_declared_ids_first_then_missing_and_oov(transformed):
     train, new = transformed
-    # island: Biscoe (3) before Dream (1); sex: female (2), then male / __missing__ (1 each).
+    # island: Biscoe, Dream, Torgersen, __missing__ (features.CATEGORY_VALUES, then the missing token).
     assert list(_column(train, "island")) == [0, 0, 1, 0]
-    sex = _column(train, "sex")
-    assert sex[1] == sex[3] == 0
-    assert sex[0] != sex[2] and {sex[0], sex[2]} == {1, 2}
-    island_vocab_size = 2
-    # An unseen island goes to the one OOV bucket; a missing one to the learned "__missing__" id.
+    # sex: female 0, male 1, __missing__ 2.
+    assert list(_column(train, "sex")) == [1, 0, 2, 0]
+    island_vocab_size = len(features.CATEGORY_VALUES["island"]) + 1
+    # An unseen island goes to the one OOV bucket; a missing one to the "__missing__" id.
     assert _column(new, "island")[0] == island_vocab_size
-    assert _column(new, "sex")[1] == sex[2]
+    assert _column(new, "sex")[1] == 2
+
+
+def test_categorical_ids_do_not_follow_frequency():
+    """Male and Dream in the majority: with frequency order they took id 0, and a model trained on
+    one window could not warm-start the next one's (pipeline/training/warm_start.py)."""
+    rows = [_row(40.0, "Dream", "male", "Adelie"), _row(41.0, "Dream", "male", "Adelie"),
+            _row(42.0, "Biscoe", "female", "Gentoo")]
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
+    with tempfile.TemporaryDirectory() as tmp, tft_beam.Context(temp_dir=tmp):
+        (out, _), _ = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(preprocessing.preprocessing_fn)
+    assert list(_column(out, "island")) == [1, 1, 0]
+    assert list(_column(out, "sex")) == [1, 1, 0]
 
 
 def test_label_ids_follow_label_classes_not_frequency(transformed):

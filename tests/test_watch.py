@@ -289,3 +289,88 @@ def test_without_auto_rollback_a_worse_model_is_only_recorded(watched_runs, tmp_
     check = rollback.check_span(served, 2009, SPAN_2009)
     assert (check.rolled_back, check.stable_after) == (False, worse)
     assert "auto_rollback is off" in check.reason
+
+
+def _resolved_model_ids(config, candidate_id):
+    """The model ids the pipeline's served-model and baseline resolvers pick from `config`'s store."""
+    from tfx.dsl.components.common import resolver
+    from tfx.types import artifact_utils
+    from tfx.types.standard_artifacts import Model
+
+    from pipeline import mlmd
+    from pipeline.components.baseline_resolver import BASELINE_RESOLVER_ID, SERVED_MODEL_RESOLVER_ID
+    from pipeline.pipeline import create_pipeline
+
+    store = mlmd.open_store(config)
+
+    def artifacts(type_name):
+        artifact_type = store.get_artifact_type(type_name)
+        return [artifact_utils.deserialize_artifact(artifact_type, a)
+                for a in store.get_artifacts_by_type(type_name)]
+
+    nodes = {node.id: node for node in create_pipeline(config).components}
+    candidate = Model()
+    candidate.id = candidate_id
+    picked = {}
+    for node_id, extra in ((SERVED_MODEL_RESOLVER_ID, {}),
+                           (BASELINE_RESOLVER_ID, {"candidate": [candidate]})):
+        strategy = nodes[node_id].exec_properties[resolver.RESOLVER_STRATEGY_CLASS]
+        resolved = strategy().resolve_artifacts(
+            store, {"model": artifacts("Model"), "model_blessing": artifacts("ModelBlessing"), **extra})
+        picked[node_id] = [m.id for m in resolved["model"]]
+    return picked
+
+
+@pytest.mark.e2e
+def test_a_rolled_back_model_is_no_longer_the_served_model_warm_start_base_or_baseline(
+        watched_runs, tmp_path):
+    """After a rollback, TFX's latest-blessed strategy would still pick the rolled-back model."""
+    from pipeline import mlmd
+    from serving.warmup import read_blessing
+
+    config, _ = watched_runs
+    served = _served_copy(config, tmp_path, warm_start=True)
+    os.makedirs(os.path.dirname(served.metadata_path))
+    shutil.copy(config.metadata_path, served.metadata_path)
+    first, second, worse = _push_worse_model(config, served)
+    # The second run's version, made worse in place; its blessing record names the second run's model.
+    shutil.rmtree(os.path.join(served.serving_model_dir, str(second)))
+    os.rename(os.path.join(served.serving_model_dir, str(worse)),
+              os.path.join(served.serving_model_dir, str(second)))
+    first_model, second_model = (read_blessing(os.path.join(served.serving_model_dir, str(v)))["model_id"]
+                                 for v in (first, second))
+    newer_than_all = max(a.id for a in mlmd.open_store(served).get_artifacts()) + 1
+    before = _resolved_model_ids(served, newer_than_all)
+    assert before == {"served_model_resolver": [second_model],
+                      "latest_blessed_model_resolver": [second_model]}
+
+    check = rollback.check_span(served, 2009, SPAN_2009)
+    assert (check.served_version, check.rolled_back, check.stable_after) == (second, True, first)
+    [marked] = mlmd.open_store(served).get_artifacts_by_id([second_model])
+    assert marked.custom_properties["rolled_back"].int_value == 1
+    assert marked.custom_properties["rolled_back_span"].int_value == 2009
+    # The served model (ModelDecay's, and the Trainer's warm-start base) and the next candidate's
+    # baseline are the model serving went back to.
+    assert _resolved_model_ids(served, newer_than_all) == {
+        "served_model_resolver": [first_model], "latest_blessed_model_resolver": [first_model]}
+
+
+@pytest.mark.e2e
+def test_a_span_the_data_gate_would_stop_decides_no_rollback(watched_runs, tmp_path):
+    """40% of the rows with blank measurements: the served model is worse on them, yet no rollback."""
+    import pandas as pd
+
+    from models import features
+
+    config, _ = watched_runs
+    served = _served_copy(config, tmp_path)
+    *_, worse = _push_worse_model(config, served)
+    frame = pd.read_csv(os.path.join(SPAN_2009, "penguins.csv"))
+    frame.loc[frame.index % 5 < 2, list(features.NUMERIC_FEATURE_KEYS)] = None
+    blank_span = tmp_path / "incoming" / "span-2009"
+    blank_span.mkdir(parents=True)
+    frame.to_csv(blank_span / "penguins.csv", index=False, na_rep="")
+    check = rollback.check_span(served, 2009, str(blank_span))
+    assert check.served_accuracy < check.replaced_accuracy - served.lifecycle.rollback_accuracy_drop
+    assert (check.rolled_back, check.stable_after) == (False, worse)
+    assert "bill_length_mm" in check.reason and "decides no rollback" in check.reason

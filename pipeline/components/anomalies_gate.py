@@ -186,6 +186,26 @@ class DataValidationError(RuntimeError):
     """The input data does not match the curated schema or the config's validation section."""
 
 
+def gate_problems(anomalies_uri: str, statistics_uri: str, schema_uri: str, *, min_examples_per_split: int,
+                  max_blank_fraction: float, blank_fractions_json: str, text_columns_json: str,
+                  label_key: str, numeric_columns_json: str, int_columns_json: str) -> List[Anomaly]:
+    """Everything the gate fails on (module docstring), from its input URIs and parameters.
+
+    The rehearsal's timeline (`pipeline.ops.rehearsal`) calls it with a recorded gate
+    execution's inputs and parameters (by name) to say why a run stopped.
+    """
+    stats = read_statistics(statistics_uri)
+    found = count_problems(stats, min_examples_per_split)
+    # Blank fractions of a too-small split say nothing; its row count is the problem.
+    stats = {split: s for split, s in stats.items() if s.num_examples >= min_examples_per_split}
+    curated = read_schema(schema_uri)
+    text_columns = json.loads(text_columns_json) + [label_key]
+    return found + (type_problems(curated, text_columns, label_key)
+                    + int_problems(curated, json.loads(numeric_columns_json), json.loads(int_columns_json))
+                    + read_anomalies(anomalies_uri)
+                    + blank_problems(stats, curated, max_blank_fraction, json.loads(blank_fractions_json)))
+
+
 @component
 def AnomaliesGate(  # noqa: N802 - a component name
         anomalies: InputArtifact[ExampleAnomalies],
@@ -199,16 +219,11 @@ def AnomaliesGate(  # noqa: N802 - a component name
         numeric_columns_json: Parameter[str],
         int_columns_json: Parameter[str]) -> None:
     """Fails the run, naming each split and column, when the data is not fit to train on."""
-    stats = read_statistics(statistics.uri)
-    found = count_problems(stats, min_examples_per_split)
-    # Blank fractions of a too-small split say nothing; its row count is the problem.
-    stats = {split: s for split, s in stats.items() if s.num_examples >= min_examples_per_split}
-    curated = read_schema(schema.uri)
-    text_columns = json.loads(text_columns_json) + [label_key]
-    found += (type_problems(curated, text_columns, label_key)
-              + int_problems(curated, json.loads(numeric_columns_json), json.loads(int_columns_json))
-              + read_anomalies(anomalies.uri)
-              + blank_problems(stats, curated, max_blank_fraction, json.loads(blank_fractions_json)))
+    found = gate_problems(
+        anomalies.uri, statistics.uri, schema.uri, min_examples_per_split=min_examples_per_split,
+        max_blank_fraction=max_blank_fraction, blank_fractions_json=blank_fractions_json,
+        text_columns_json=text_columns_json, label_key=label_key,
+        numeric_columns_json=numeric_columns_json, int_columns_json=int_columns_json)
     if found:
         raise DataValidationError(
             "Data validation failed: the input data does not match schema/schema.pbtxt or the config's "

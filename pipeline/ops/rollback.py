@@ -10,8 +10,18 @@ the rehearsal reads the records back with `rollback_records`.
   missing or was not blessed.
 - Both are scored on the new span's labelled rows (`span_accuracy`); a drop beyond
   `lifecycle.rollback_accuracy_drop` rolls back when `lifecycle.auto_rollback` is on.
+- A span with more blank values in a column than the config's validation section allows
+  (`blank_columns`) never rolls back: the data gate stops that span's run, and both models are
+  then scored mostly on imputed values (the default rehearsal rolled back on its blank-value
+  span, from a model that was fine).
 - Each check is an ML Metadata execution of type `tfxt.DecayCheck` in the pipeline's context,
   with the span, both versions and accuracies, and whether (and why not) it rolled back.
+- A rollback is also recorded on the rolled-back version's Model artifact (the Trainer's output
+  named by the version's blessing record), as the custom properties `rolled_back` = 1 and
+  `rolled_back_span` (`mark_rolled_back`). The pipeline's resolvers
+  (`pipeline.components.baseline_resolver`) then no longer take that model as the served model,
+  the warm-start base or the Evaluator's baseline; without the mark, TFX's latest-blessed
+  strategy would pick the model that was just rolled back.
 
 `span_accuracy` scores a model on a span itself: the monitoring work (issue 12, items 1-3)
 records the served model's accuracy per span in the pipeline; once that is on main this reads
@@ -59,6 +69,18 @@ def read_span_rows(span_dir: str) -> List[dict]:
     return [row for row in rows if features.LABEL_KEY in row]
 
 
+def blank_columns(rows: List[dict], validation) -> List[str]:
+    """Feature columns blank in a larger share of `rows` than `validation` (ValidationConfig) allows."""
+    if not rows:
+        return []
+    found = []
+    for key in features.feature_keys():
+        tolerance = validation.blank_fractions.get(key, validation.max_blank_fraction)
+        if sum(key not in row for row in rows) / len(rows) > tolerance:
+            found.append(key)
+    return found
+
+
 def span_accuracy(model_dir: str, rows: List[dict]) -> float:
     """The share of `rows` whose label the model predicts, through its `serving_raw` signature."""
     import numpy as np
@@ -104,17 +126,22 @@ def check_span(config: PipelineConfig, span: int, span_dir: str) -> Optional[Dec
                          if replaced is not None else -1.0)
     threshold = config.lifecycle.rollback_accuracy_drop
     worse = replaced is not None and served_accuracy < replaced_accuracy - threshold
+    blank = blank_columns(rows, config.validation)
     stable_after, rolled_back = served, False
     if replaced is None:
         reason = "no blessed earlier version to compare with"
     elif not worse:
         reason = f"served accuracy within {threshold:g} of version {replaced}"
+    elif blank:
+        reason = (f"worse than version {replaced}, but on a span whose column(s) {', '.join(blank)} are "
+                  "blank past the validation section's tolerance: its accuracy decides no rollback")
     elif not config.lifecycle.auto_rollback:
         reason = "worse than the replaced version, but lifecycle.auto_rollback is off"
     else:
         try:
             stable_after = _roll_back(server_files.serving_paths(config))
             rolled_back = True
+            mark_rolled_back(config, served, span)
             reason = (f"served accuracy {served_accuracy:.3f} < {replaced_accuracy:.3f} - {threshold:g} "
                       f"of version {replaced}")
         except versions.VersionError as e:
@@ -139,6 +166,33 @@ def _roll_back(paths) -> int:
         return versions.rollback(paths)[server_files.STABLE]
     except versions.RollbackPending:
         return versions.rollback(paths)[server_files.STABLE]
+
+
+def mark_rolled_back(config: PipelineConfig, version: int, span: int) -> Optional[int]:
+    """Marks the Model artifact that `version` was pushed from as rolled back (module docstring).
+
+    Returns the artifact's id, or None when the version's blessing record names no model of this
+    store (a version copied in by hand), which is then logged.
+    """
+    import logging
+
+    from pipeline.components.baseline_resolver import ROLLED_BACK_PROPERTY
+    from serving.warmup import read_blessing
+
+    model_id = read_blessing(os.path.join(config.serving_model_dir, str(version))).get("model_id")
+    os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+    store = mlmd.open_store(config)
+    found = store.get_artifacts_by_id([int(model_id)]) if model_id else []
+    if not found:
+        logging.getLogger(__name__).warning(
+            "Version %s names no Model artifact in ML Metadata (model_id %r); the resolvers cannot "
+            "skip it.", version, model_id)
+        return None
+    model = found[0]
+    model.custom_properties[ROLLED_BACK_PROPERTY].int_value = 1
+    model.custom_properties["rolled_back_span"].int_value = span
+    store.put_artifacts([model])
+    return model.id
 
 
 def record(config: PipelineConfig, check: DecayCheck) -> None:

@@ -46,6 +46,10 @@ PASSTHROUGH_KEYS: Tuple[str, ...] = (
 
 MISSING_CATEGORY: str = "__missing__"
 
+# A missing INT value in the serving_raw signature (no INT model inputs here; kept as the
+# template defines it).
+MISSING_INT: int = -(2**63)
+
 NUM_OOV_BUCKETS: int = 1
 
 LABEL_VOCABULARY: str = "label_vocabulary"

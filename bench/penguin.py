@@ -11,7 +11,7 @@ folder (a first run: nothing cached), then runs it again unchanged in the same f
 runs twice more: a third run (a real one: the second executed ModelDecay on the model the first
 pushed, so it was not recorded as having nothing to do) and a fourth, which the fast path serves.
 It records wall time, CPU time and peak RSS of the runner and its
-children (`bench.scale.PeakMemory`), the start-up (seconds from the command to the first
+children (`bench._measure.run_measured`), the start-up (seconds from the command to the first
 component's "running" line), and each component's seconds from ML Metadata.
 Without `--baseline` only this checkout runs. Results go to BENCHMARKS.md, with the
 load average before and after, since the machine may be shared.
@@ -20,16 +20,14 @@ load average before and after, since the machine may be shared.
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from typing import Dict, List
 
 import yaml
 
+from bench._measure import run_measured
 from bench.report import write_section
-from bench.scale import PeakMemory
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENTS = ("CsvExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "EdgeExport")
@@ -43,32 +41,27 @@ def run_once(checkout: str, work_dir: str) -> Dict:
             yaml.safe_dump({"output_dir": os.path.join(work_dir, "outputs"),
                             "data_root": os.path.join(checkout, "data", "penguins"),
                             "schema_path": os.path.join(checkout, "schema", "schema.pbtxt")}, f)
-    started = time.monotonic()
-    startup = None
-    served_unchanged = False
-    with open(os.path.join(work_dir, "run.log"), "a", buffering=1) as log:
-        # This environment's packages; the checkout's code first on the path, ahead of the
-        # editable install of this one.
-        env = {**os.environ, "TFXT_CONFIG": config_path, "PYTHONPATH": checkout, "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen([sys.executable, os.path.join(checkout, "runners", "local_runner.py")],
-                                   cwd=work_dir, env=env, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        with PeakMemory(process.pid) as memory:
-            for line in process.stdout:
-                if startup is None and " running ..." in line:
-                    startup = time.monotonic() - started
-                served_unchanged = served_unchanged or line.startswith("Nothing new since run")
-                log.write(line)
-            returncode = process.wait()
-    seconds = time.monotonic() - started
-    if returncode != 0:
+    # This environment's packages; the checkout's code first on the path, ahead of the
+    # editable install of this one.
+    env = {**os.environ, "TFXT_CONFIG": config_path, "PYTHONPATH": checkout, "PYTHONUNBUFFERED": "1"}
+    seen = {"startup": None, "served_unchanged": False}
+
+    def on_line(line: str, seconds: float) -> None:
+        if seen["startup"] is None and " running ..." in line:
+            seen["startup"] = seconds
+        seen["served_unchanged"] = seen["served_unchanged"] or line.startswith("Nothing new since run")
+
+    run = run_measured([sys.executable, os.path.join(checkout, "runners", "local_runner.py")],
+                       cwd=work_dir, log_path=os.path.join(work_dir, "run.log"), env=env,
+                       on_line=on_line)
+    if run.returncode != 0:
         raise RuntimeError(f"The run of {checkout} failed; see {work_dir}/run.log")
     from pipeline.config import load_config
     from pipeline.ops.summary import summarize
 
     summary = summarize(load_config(config_path, base_dir=work_dir))
-    return {"seconds": seconds, "cpu_seconds": memory.cpu_seconds, "startup_seconds": startup,
-            "served_unchanged": served_unchanged, "peak_rss_mib": memory.peak_bytes / 2**20,
+    return {"seconds": run.seconds, "cpu_seconds": run.cpu_seconds, "startup_seconds": seen["startup"],
+            "served_unchanged": seen["served_unchanged"], "peak_rss_mib": run.peak_rss_mib,
             "nodes": {n.node_id: n.seconds for n in summary.nodes},
             "states": {n.node_id: n.state for n in summary.nodes}}
 

@@ -25,15 +25,14 @@ import argparse
 import glob
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Dict, List, Optional
 
 import yaml
 
+from bench._measure import run_measured
 from bench.report import write_section
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,57 +41,6 @@ MODES = {"in_memory": ["--direct_running_mode=in_memory", "--direct_num_workers=
          "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]}
 TRAIN_STEPS = 50
 BATCH_SIZE = 256
-
-
-class PeakMemory:
-    """Samples the summed RSS of a process and its descendants until stopped.
-
-    It also keeps each process's last CPU time (user + system), so `cpu_seconds`
-    is the work done, which other load on a shared machine inflates far less
-    than wall time.
-    """
-
-    def __init__(self, pid: int, interval: float = 0.2):
-        import psutil
-
-        self._process = psutil.Process(pid)
-        self._interval = interval
-        self.peak_bytes = 0
-        self._cpu_by_pid: Dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            try:
-                processes = [self._process] + self._process.children(recursive=True)
-                total = 0
-                for process in processes:
-                    try:
-                        total += process.memory_info().rss
-                        times = process.cpu_times()
-                        # Own time only: a reaped child's time would be counted twice.
-                        self._cpu_by_pid[process.pid] = times.user + times.system
-                    except psutil.Error:
-                        pass
-                self.peak_bytes = max(self.peak_bytes, total)
-            except psutil.Error:
-                return
-            self._stop.wait(self._interval)
-
-    @property
-    def cpu_seconds(self) -> float:
-        return sum(self._cpu_by_pid.values())
 
 
 def run_pipeline(rows: int, mode: str, work_dir: str) -> Dict:
@@ -113,22 +61,17 @@ def run_pipeline(rows: int, mode: str, work_dir: str) -> Dict:
             "edge": {"enabled": False},
         }, f)
     env = {**os.environ, "TFXT_CONFIG": config_path}
-    started = time.monotonic()
-    with open(os.path.join(work_dir, "run.log"), "w") as log:
-        process = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "runners", "local_runner.py")],
-                                   cwd=work_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
-        with PeakMemory(process.pid) as memory:
-            returncode = process.wait()
-    seconds = time.monotonic() - started
-    if returncode != 0:
+    run = run_measured([sys.executable, os.path.join(REPO_ROOT, "runners", "local_runner.py")],
+                       cwd=work_dir, log_path=os.path.join(work_dir, "run.log"), env=env)
+    if run.returncode != 0:
         raise RuntimeError(f"The pipeline run failed ({rows} rows, {mode}); see {work_dir}/run.log")
     from pipeline.config import load_config
     from pipeline.ops.summary import summarize
 
     summary = summarize(load_config(config_path, base_dir=work_dir))
-    return {"rows": rows, "mode": mode, "seconds": round(seconds, 1),
-            "peak_rss_mib": round(memory.peak_bytes / 2**20),
-            "cpu_seconds": round(memory.cpu_seconds, 1),
+    return {"rows": rows, "mode": mode, "seconds": round(run.seconds, 1),
+            "peak_rss_mib": round(run.peak_rss_mib),
+            "cpu_seconds": round(run.cpu_seconds, 1),
             "nodes": {n.node_id: round(n.seconds, 1) for n in summary.nodes},
             "transformed_train": os.path.join(
                 summary.node("Transform").outputs["transformed_examples"][0].uri, "Split-train"),

@@ -7,7 +7,9 @@ and the run report (`pipeline.ops.report`). Its return value is the process exit
 outcome (README, "Exit codes").
 """
 
+import atexit
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -52,12 +54,26 @@ def run_and_report(config: PipelineConfig, run: Callable[[], object],
     pipeline) are one clear message, not a trace.
     """
     os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+    _skip_collections_at_exit()
     try:
         with pipeline_lock(config):
             return _run_locked(config, run, stream)
     except LockHeldError as e:
         stream.write(f"Run REFUSED: {e}\n")
         return EXIT_BUSY
+
+
+def _skip_collections_at_exit() -> None:
+    """Spares the process's exit the interpreter's final garbage collections.
+
+    After a run, TensorFlow, Beam and TFMA leave a heap whose final collections (while
+    Python tears its modules down) took 6-17 s of the process's exit on a loaded 2-core
+    machine, 0.5 s with the heap frozen first. Frozen objects are still freed by reference
+    counting and atexit handlers still run; the operating system takes back the rest.
+    """
+    if not getattr(_skip_collections_at_exit, "registered", False):
+        atexit.register(gc.freeze)  # atexit runs handlers last-in first-out: this one early
+        _skip_collections_at_exit.registered = True
 
 
 class _RunTracker:

@@ -1,0 +1,74 @@
+"""The feature vocabulary of the taxi data, for `python -m bench anchor`.
+
+`bench.anchor` copies the template into a temporary project and puts this file in place of
+`models/features.py`, as the README's "Adapting it to your data" tells a user to. It names
+the features of TFX's taxi template (`tfx template copy --model=taxi`): `trip_miles` and
+`pickup_latitude` (numeric), `trip_start_hour` (categorical), and its label, a big tipper
+(tips > 20% of the fare), which the bench writes into the CSV as `big_tipper` in place of
+`tips`. Every other column of the taxi CSV is read, checked and passed through, as the
+taxi template reads it too. `tests/test_bench_anchor.py` keeps this file defining every
+name `models/features.py` defines.
+"""
+
+from typing import Tuple
+
+LABEL_KEY: str = "big_tipper"
+
+NUMERIC_FEATURE_KEYS: Tuple[str, ...] = (
+    "trip_miles",
+    "pickup_latitude",
+)
+
+INT_FEATURE_KEYS: Tuple[str, ...] = ()
+
+# An hour of day is a number in the CSV, so the schema types it BYTES (README, step 5).
+CATEGORICAL_FEATURE_KEYS: Tuple[str, ...] = ("trip_start_hour",)
+
+# The taxi template evaluates the Overall slice only; so does the bench.
+SLICE_KEYS: Tuple[str, ...] = ()
+
+PASSTHROUGH_KEYS: Tuple[str, ...] = (
+    "pickup_community_area",
+    "fare",
+    "trip_start_month",
+    "trip_start_day",
+    "trip_start_timestamp",
+    "pickup_longitude",
+    "dropoff_latitude",
+    "dropoff_longitude",
+    "pickup_census_tract",
+    "dropoff_census_tract",
+    "payment_type",
+    "company",
+    "trip_seconds",
+    "dropoff_community_area",
+)
+
+MISSING_CATEGORY: str = "__missing__"
+
+# A missing INT value in the serving_raw signature (no INT model inputs here; kept as the
+# template defines it).
+MISSING_INT: int = -(2**63)
+
+NUM_OOV_BUCKETS: int = 1
+
+LABEL_VOCABULARY: str = "label_vocabulary"
+
+
+def feature_keys() -> Tuple[str, ...]:
+    """All raw model input columns, numeric first, in a stable order."""
+    return NUMERIC_FEATURE_KEYS + CATEGORICAL_FEATURE_KEYS
+
+
+def transformed_name(key: str) -> str:
+    """The name Transform gives to the transformed version of raw column `key`."""
+    return f"{key}_xf"
+
+
+def vocabulary_name(key: str) -> str:
+    """The vocabulary file name Transform writes for categorical column `key`."""
+    return f"{key}_vocabulary"
+
+
+# 1 = a big tipper; written as text, as the label is text in the CSV's schema.
+LABEL_CLASSES: Tuple[str, ...] = ("0", "1")

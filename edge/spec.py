@@ -118,8 +118,13 @@ def _check_against_graph(spec: Mapping[str, Any], tf_transform_output) -> None:
         optional = getattr(raw_spec[feature["name"]], "default_value", 0) is not None
         rows += [{feature["name"]: v}
                  for v in feature["vocabulary"] + ([""] if optional else []) + ["__never_seen__"]]
-    # Columns not under test hold their mean: a required numeric column cannot be left out.
+    # Columns not under test hold their mean, or a known category: a required column cannot be
+    # left out, and a blank in it is a value to Transform (out of vocabulary) but missing to the spec.
     base = _probe_row(raw_spec, {f["name"]: f["mean"] for f in spec["numeric"]})
+    for feature in spec["categorical"]:
+        known = [v for v in feature["vocabulary"] if v != feature["missing_value"]]
+        if known:
+            base[feature["name"]] = known[0]
     full_rows = [{**base, **row} for row in rows]
     expected = encode_transformed(spec, transform_rows(tf_transform_output, full_rows))
     actual = np.stack([apply_spec(spec, row) for row in full_rows])

@@ -10,7 +10,7 @@ taxi template reads it too. `tests/test_bench_anchor.py` keeps this file definin
 name `models/features.py` defines.
 """
 
-from typing import Tuple
+from typing import Dict, Tuple
 
 LABEL_KEY: str = "big_tipper"
 
@@ -23,6 +23,9 @@ INT_FEATURE_KEYS: Tuple[str, ...] = ()
 
 # An hour of day is a number in the CSV, so the schema types it BYTES (README, step 5).
 CATEGORICAL_FEATURE_KEYS: Tuple[str, ...] = ("trip_start_hour",)
+
+# No declared values: the hours' ids follow their frequency (one training run per bench).
+CATEGORY_VALUES: Dict[str, Tuple[str, ...]] = {}
 
 # The taxi template evaluates the Overall slice only; so does the bench.
 SLICE_KEYS: Tuple[str, ...] = ()

@@ -8,7 +8,7 @@ components enabled the way TFX's own end-to-end test enables them (it uncomments
 are the work: the wheel's taxi CSV (15,002 rows), 1000 training and 150 eval steps, no cache.
 
 This template runs on the same rows, adapted as the README's "Adapting it to your data"
-says: a temporary copy of the template whose `models/features.py` is `bench/taxi/features.py`,
+says: a temporary copy of the template whose `models/features.py` holds `bench/taxi/features.py`'s values,
 whose curated schema is `bench/taxi/schema.pbtxt`, with the config `bench/taxi/config.yaml`
 (the same steps, batch size and model size, caching off, edge export on as by default). Its
 CSV is the taxi CSV with the label the taxi template derives (`big_tipper`: tips > 20% of the
@@ -97,17 +97,31 @@ def load_bench_config(work_dir: str, data_root: str, schema_path: str) -> Dict:
 def adapt_template(project: str) -> str:
     """A copy of this template in `project`, adapted to the taxi data; returns its schema path.
 
-    As a user would: every package and `setup.py`, then `bench/taxi/features.py` as
-    `models/features.py` and `bench/taxi/schema.pbtxt` as the curated schema.
+    As a user would: every package and `setup.py`, then `models/features.py` with the taxi values
+    (`features_source`) and `bench/taxi/schema.pbtxt` as the curated schema.
     """
     for package in PACKAGES + ("schema",):
         shutil.copytree(os.path.join(REPO_ROOT, package), os.path.join(project, package),
                         ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(os.path.join(REPO_ROOT, "setup.py"), project)
-    shutil.copy(os.path.join(TAXI_DIR, "features.py"), os.path.join(project, "models", "features.py"))
+    with open(os.path.join(project, "models", "features.py"), "w") as f:
+        f.write(features_source())
     schema_path = os.path.join(project, "schema", "schema.pbtxt")
     shutil.copy(os.path.join(TAXI_DIR, "schema.pbtxt"), schema_path)
     return schema_path
+
+
+def features_source() -> str:
+    """The template's `models/features.py` with the values of `bench/taxi/features.py` set.
+
+    The taxi file's assignments come after the template's, so they win, while the template's
+    helpers and the constants the taxi data has no reason to change stay the template's own.
+    """
+    with open(os.path.join(REPO_ROOT, "models", "features.py")) as f:
+        template = f.read()
+    with open(os.path.join(TAXI_DIR, "features.py")) as f:
+        taxi = f.read()
+    return f"{template}\n\n# ---- The taxi data's values (bench/taxi/features.py) ----\n{taxi}"
 
 
 def copy_anchor(project: str) -> None:

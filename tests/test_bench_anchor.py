@@ -21,8 +21,10 @@ from tests.conftest import REPO_ROOT
 from tests.test_layers import PACKAGES
 
 
-def _load_taxi_features():
-    path = os.path.join(anchor.TAXI_DIR, "features.py")
+def _load_taxi_features(tmp_path):
+    """The `models/features.py` the bench writes into its copy of the template."""
+    path = tmp_path / "features.py"
+    path.write_text(anchor.features_source())
     spec = importlib.util.spec_from_file_location("taxi_features", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -66,14 +68,18 @@ def test_prepared_csv_drops_tips_adds_the_label_and_keeps_row_order(tmp_path):
                        ["10.0", "1.5", "a", "1"], ["20", "3", "", "0"], ["", "0.2", "c", "1"]]
 
 
-def test_bench_features_define_everything_the_templates_features_define():
+def test_bench_features_set_only_names_the_templates_features_define(tmp_path):
     template = _top_level_names(os.path.join(REPO_ROOT, "models", "features.py"))
     taxi = _top_level_names(os.path.join(anchor.TAXI_DIR, "features.py"))
-    assert template - taxi == set(), "bench/taxi/features.py lacks names models/features.py defines"
+    # A misspelt name would set nothing, and the template's penguin value would stay.
+    assert taxi - template == set(), "bench/taxi/features.py sets names models/features.py lacks"
+    features = _load_taxi_features(tmp_path)
+    assert features.LABEL_KEY == "big_tipper" and features.feature_keys() == (
+        "trip_miles", "pickup_latitude", "trip_start_hour")
 
 
-def test_features_schema_and_the_taxi_csv_name_the_same_columns():
-    features = _load_taxi_features()
+def test_features_schema_and_the_taxi_csv_name_the_same_columns(tmp_path):
+    features = _load_taxi_features(tmp_path)
     with open(anchor.taxi_csv(), newline="") as f:
         header = next(csv.reader(f))
     declared = set(features.feature_keys()) | set(features.PASSTHROUGH_KEYS)

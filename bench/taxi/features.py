@@ -1,13 +1,14 @@
 """The feature vocabulary of the taxi data, for `python -m bench anchor`.
 
-`bench.anchor` copies the template into a temporary project and puts this file in place of
-`models/features.py`, as the README's "Adapting it to your data" tells a user to. It names
+`bench.anchor` copies the template into a temporary project and sets these values in its
+`models/features.py` (`anchor.features_source`: the template's file, then this one, whose
+assignments win), as the README's "Adapting it to your data" tells a user to edit them. It names
 the features of TFX's taxi template (`tfx template copy --model=taxi`): `trip_miles` and
 `pickup_latitude` (numeric), `trip_start_hour` (categorical), and its label, a big tipper
 (tips > 20% of the fare), which the bench writes into the CSV as `big_tipper` in place of
 `tips`. Every other column of the taxi CSV is read, checked and passed through, as the
-taxi template reads it too. `tests/test_bench_anchor.py` keeps this file defining every
-name `models/features.py` defines.
+taxi template reads it too. `tests/test_bench_anchor.py` checks that every name set here is one
+`models/features.py` defines.
 """
 
 from typing import Dict, Tuple
@@ -46,32 +47,6 @@ PASSTHROUGH_KEYS: Tuple[str, ...] = (
     "trip_seconds",
     "dropoff_community_area",
 )
-
-MISSING_CATEGORY: str = "__missing__"
-
-# A missing INT value in the serving_raw signature (no INT model inputs here; kept as the
-# template defines it).
-MISSING_INT: int = -(2**63)
-
-NUM_OOV_BUCKETS: int = 1
-
-LABEL_VOCABULARY: str = "label_vocabulary"
-
-
-def feature_keys() -> Tuple[str, ...]:
-    """All raw model input columns, numeric first, in a stable order."""
-    return NUMERIC_FEATURE_KEYS + CATEGORICAL_FEATURE_KEYS
-
-
-def transformed_name(key: str) -> str:
-    """The name Transform gives to the transformed version of raw column `key`."""
-    return f"{key}_xf"
-
-
-def vocabulary_name(key: str) -> str:
-    """The vocabulary file name Transform writes for categorical column `key`."""
-    return f"{key}_vocabulary"
-
 
 # 1 = a big tipper; written as text, as the label is text in the CSV's schema.
 LABEL_CLASSES: Tuple[str, ...] = ("0", "1")

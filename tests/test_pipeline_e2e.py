@@ -181,6 +181,32 @@ def test_history_shows_what_the_cached_rerun_reused(rerun):
     assert "Trainer [cached]" in shown.output
 
 
+def test_a_deleted_served_version_is_not_reported_as_served(rerun):
+    """After `rm -rf` of the served version, the cached re-run's record must not claim it is served,
+    and writing the report must not re-create the version folder with only its model card."""
+    from pipeline.ops.report import write_report
+    from pipeline.ops.summary import format_summary, summarize
+
+    _, run = rerun
+    summary = summarize(run.config)
+    version_dir = summary.pushed_path
+    moved = version_dir + ".moved-by-test"
+    os.rename(version_dir, moved)
+    try:
+        missing = summarize(run.config)
+        text = format_summary(missing, run.config)
+        page_path = write_report(run.config, missing.run_id)
+        assert not os.path.exists(version_dir)  # no folder holding only assets.extra/
+    finally:
+        os.rename(moved, version_dir)
+    assert missing.pushed_missing and not summary.pushed_missing
+    pushed_line = next(line for line in text.splitlines() if line.startswith("Pushed:"))
+    assert "already served" not in pushed_line
+    assert f"version {missing.pushed_version}" in pushed_line and "enable_cache=false" in pushed_line
+    with open(page_path) as f:
+        assert "Not served: version" in f.read()
+
+
 @pytest.fixture(scope="module")
 def baseline_copy(pushed_pipeline, tmp_path_factory):
     """A copy of the pushed run's outputs, so runs that must not push cannot harm the shared one."""

@@ -64,8 +64,10 @@ def write_model_cards(data: ReportData, report_directory: str) -> List[str]:
     cards = render_cards(data)
     targets = [report_directory]
     assets = posixpath.join(summary.pushed_path, "assets.extra") if summary.pushed_path else None
-    if assets and (not summary.already_serving
-                   or not fileio.exists(posixpath.join(assets, CARD_FILES["md"]))):
+    # A version folder deleted since its push gets no card: writing one would create a folder
+    # holding only assets.extra/, which a server would take for a version and fail to load.
+    if assets and not summary.pushed_missing and (
+            not summary.already_serving or not fileio.exists(posixpath.join(assets, CARD_FILES["md"]))):
         targets.append(assets)
     written = []
     for directory in targets:

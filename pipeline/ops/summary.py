@@ -32,6 +32,9 @@ class RunSummary:
     pushed_path: Optional[str]
     # True when the blessed model was already served and not copied again.
     already_serving: bool = False
+    # True when the pushed version's folder is gone from the serving directory (deleted after the
+    # run that pushed it): a cached Pusher does not copy it again, so nothing serves it.
+    pushed_missing: bool = False
     # Label class names by class id, from Transform's label vocabulary.
     class_names: List[str] = dataclasses.field(default_factory=list)
 
@@ -71,10 +74,17 @@ def summarize(config: PipelineConfig, run_id: Optional[str] = None) -> Optional[
             # A cached Pusher copied nothing in this run: an earlier run pushed this model.
             summary.already_serving = pusher.state == "CACHED" or (
                 pushed.get("already_serving") is not None and pushed["already_serving"].int_value == 1)
+            summary.pushed_missing = not _exists(summary.pushed_path)
     transform = summary.node("Transform")
     if transform and transform.outputs.get("transform_graph"):
         summary.class_names = read_class_names(transform.outputs["transform_graph"][0].uri)
     return summary
+
+
+def _exists(path: str) -> bool:
+    from tfx.dsl.io import fileio
+
+    return fileio.exists(path)
 
 
 def read_class_names(transform_graph_uri: str) -> List[str]:
@@ -225,7 +235,11 @@ def format_summary(summary: RunSummary, config: Optional[PipelineConfig] = None)
     else:
         lines.append("Blessed: no")
         lines += [f"  {reason}" for reason in summary.blessing_reasons]
-    if summary.pushed_version and summary.already_serving:
+    if summary.pushed_version and summary.pushed_missing:
+        lines.append(f"Pushed: no; version {summary.pushed_version}, which an earlier run pushed, is no "
+                     f"longer in {os.path.dirname(summary.pushed_path)}, and the cached Pusher does not "
+                     "copy it again. Push it again with: tfxt run --force --set enable_cache=false")
+    elif summary.pushed_version and summary.already_serving:
         lines.append(f"Pushed: not again; this model is already served as version "
                      f"{summary.pushed_version} ({summary.pushed_path})")
     elif summary.pushed_version:

@@ -97,6 +97,29 @@ def test_schema_refresh_types_categoricals_and_the_label_as_text():
     assert again == merged and all(line.startswith("kept curated") for line in changes)
 
 
+def test_schema_refresh_leaves_passthrough_columns_without_a_domain():
+    """A free-text column the model does not read must not stop the next span over a new value."""
+    from pipeline.ops.schema_refresh import merge_schemas
+
+    inferred = text_format.Parse("""
+        feature { name: "notes" type: BYTES domain: "notes" value_count { min: 0 max: 1 } }
+        feature { name: "colour" type: BYTES domain: "colour" value_count { min: 1 max: 1 } }
+        feature { name: "tipped" type: BYTES domain: "tipped" value_count { min: 1 max: 1 } }
+        string_domain { name: "notes" value: "n/a" value: "repeat customer" }
+        string_domain { name: "colour" value: "red" value: "blue" }
+        string_domain { name: "tipped" value: "no" value: "yes" }
+        """, schema_pb2.Schema())
+    merged, changes = merge_schemas(schema_pb2.Schema(), inferred, "tipped", ("colour",), ("notes",))
+    notes = next(f for f in merged.feature if f.name == "notes")
+    assert notes.WhichOneof("domain_info") is None and notes.type == schema_pb2.BYTES
+    assert sorted(d.name for d in merged.string_domain) == ["colour", "tipped"]
+    assert "added          notes (passed through, not a model input: any value)" in changes
+    # A curated passthrough entry with a domain someone wrote on purpose is kept.
+    curated = text_format.Parse(text_format.MessageToString(inferred), schema_pb2.Schema())
+    kept, _ = merge_schemas(curated, inferred, "tipped", ("colour",), ("notes",))
+    assert next(f for f in kept.feature if f.name == "notes").domain == "notes"
+
+
 def test_a_numeric_column_typed_other_than_int_feature_keys_says_is_named(schema):
     # weight is FLOAT, hour INT in SCHEMA; clients type values by INT_FEATURE_KEYS.
     found = anomalies_gate.int_problems(schema, ["weight", "hour"], ["weight"])

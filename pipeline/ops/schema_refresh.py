@@ -73,7 +73,7 @@ def refresh_schema(config: PipelineConfig) -> List[str]:
     curated = (schema_util.load_schema_text(config.schema_path)
                if os.path.exists(config.schema_path) else schema_pb2.Schema())
     merged, changes = merge_schemas(curated, inferred, features.LABEL_KEY,
-                                    features.CATEGORICAL_FEATURE_KEYS)
+                                    features.CATEGORICAL_FEATURE_KEYS, features.PASSTHROUGH_KEYS)
     changes += int_keys_hint(merged, features.NUMERIC_FEATURE_KEYS, features.INT_FEATURE_KEYS)
     from google.protobuf import text_format
 
@@ -85,8 +85,14 @@ def refresh_schema(config: PipelineConfig) -> List[str]:
     return changes
 
 
-def merge_schemas(curated, inferred, label_key: str, categorical_keys: Sequence[str] = ()):
-    """(merged schema, change lines): curated features kept, others as inferred, text columns BYTES."""
+def merge_schemas(curated, inferred, label_key: str, categorical_keys: Sequence[str] = (),
+                  passthrough_keys: Sequence[str] = ()):
+    """(merged schema, change lines): curated features kept, others as inferred, text columns BYTES.
+
+    A new passthrough column (kept, not a model input: a note, an id) gets no domain. SchemaGen
+    lists the few values of a small sample as a string domain, and the gate would then stop the
+    next span over a note it has not seen, although the model never reads it.
+    """
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     curated_features = {f.name: f for f in curated.feature}
@@ -105,6 +111,9 @@ def merge_schemas(curated, inferred, label_key: str, categorical_keys: Sequence[
             _as_text(feature)
         else:
             retyped = ""
+        if feature.name in passthrough_keys and feature.WhichOneof("domain_info") is not None:
+            feature.ClearField("domain_info")
+            retyped = f"added          {feature.name} (passed through, not a model input: any value)"
         source = curated_features.get(feature.name)
         if source is not None and source.type == feature.type:
             merged.feature.add().CopyFrom(source)

@@ -4,7 +4,7 @@ ExampleGen -> StatisticsGen -> SchemaGen / ImportSchemaGen (fingerprinted) -> Ex
 -> AnomaliesGate -> Transform -> [Tuner, if tuner.enabled] -> Trainer -> Resolver -> Evaluator
 -> ServingModel (warmup requests, blessing record) -> Pusher
 (+ with two spans or more and config.monitoring.enabled: SpanExampleGen -> SpanStatisticsGen
--> DriftValidator (TFX's DistributionValidator) -> DriftGate, and ModelDecay, between
+-> BaselineStatistics -> DriftValidator (TFX's DistributionValidator) -> DriftGate, and ModelDecay, between
 AnomaliesGate and Transform)
 (+ RunRecord first, and EdgeExport after the Evaluator when config.edge.enabled;
 with config.lifecycle.warm_start the resolver's model is also the Trainer's base_model)
@@ -246,9 +246,12 @@ def _monitoring_nodes(config: PipelineConfig, served_model: Channel) -> List:
     ], example_gen_pb2.Output()).with_id("SpanExampleGen")
     span_statistics = StatisticsGen(examples=span_examples.outputs["examples"]).with_id(
         "SpanStatisticsGen")
+    baseline = drift_gate.BaselineStatistics(
+        statistics=span_statistics.outputs["statistics"], split=drift_gate.PREVIOUS_SPLIT,
+    ).with_id(drift_gate.BASELINE_NODE_ID)
     validator = DistributionValidator(
         statistics=span_statistics.outputs["statistics"],
-        baseline_statistics=span_statistics.outputs["statistics"],
+        baseline_statistics=baseline.outputs["baseline"],
         config=drift_gate.distribution_validator_config(config.monitoring),
         include_split_pairs=[(drift_gate.NEWEST_SPLIT, drift_gate.PREVIOUS_SPLIT)],
     ).with_id(drift_gate.VALIDATOR_NODE_ID)
@@ -260,7 +263,7 @@ def _monitoring_nodes(config: PipelineConfig, served_model: Channel) -> List:
         anomalies=validator.outputs["anomalies"], action=config.monitoring.drift_action,
         newest_span=newest_span, previous_span=previous_span).with_id(drift_gate.NODE_ID)
     gate.add_upstream_node(decay)
-    return [span_examples, span_statistics, validator, decay, gate]
+    return [span_examples, span_statistics, baseline, validator, decay, gate]
 
 
 def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:

@@ -11,7 +11,6 @@ With `lifecycle.schedule` set (e.g. "@daily"), the DAG runs on that schedule and
 sensor that waits for a new complete span (`pipeline.ops.schedule`).
 """
 
-import dataclasses
 import datetime
 import os
 
@@ -21,11 +20,6 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 
 # Airflow finds DAGs as module-level objects, so this file builds one when imported.
 config = load_config(os.environ.get("TFXT_CONFIG"), base_dir=REPO_ROOT)
-# No drift/decay nodes under Airflow: TFX's Airflow launcher (the pre-IR driver) records one
-# ML Metadata event per input key, and DistributionValidator reads the same statistics artifact as
-# `statistics` and `baseline_statistics`, which MLMD refuses as a duplicate event (the task fails).
-# Drift and decay run under the local, Beam and Vertex runners; `tfxt monitor` works on any store.
-config = dataclasses.replace(config, monitoring=dataclasses.replace(config.monitoring, enabled=False))
 # ML Metadata's SQLite file is created on first use, but not its folder.
 os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
 

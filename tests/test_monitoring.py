@@ -72,8 +72,10 @@ def _components(**overrides):
 def test_monitoring_nodes_compare_the_newest_two_spans_between_the_schema_gate_and_transform():
     components = _components()
     validator, decay = components["DriftValidator"], components["ModelDecay"]
-    assert validator.inputs["statistics"] is validator.inputs["baseline_statistics"]
+    # Two artifacts: Airflow's launcher refuses one artifact under two input keys.
     assert validator.inputs["statistics"].producer_component_id == "SpanStatisticsGen"
+    assert validator.inputs["baseline_statistics"].producer_component_id == "BaselineStatistics"
+    assert components["BaselineStatistics"].exec_properties["split"] == "previous"
     assert json.loads(validator.exec_properties["include_split_pairs"]) == [["newest", "previous"]]
     assert decay.inputs["model"].producer_component_id == "served_model_resolver"
     assert (decay.exec_properties["newest_span"], decay.exec_properties["previous_span"]) == (2009, 2008)

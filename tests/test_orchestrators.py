@@ -383,6 +383,9 @@ def test_airflow_dag_runs_every_task_and_pushes(tmp_path):
     assert result.returncode == 0, result.stdout[-5000:]
     states = json.loads(result.stdout.split("TASK_STATES=")[-1].splitlines()[0])
     assert PIPELINE_TASKS <= set(states)
+    # Drift and decay too: they failed under Airflow while one artifact fed two validator inputs.
+    monitoring = {"SpanStatisticsGen", "BaselineStatistics", "DriftValidator", "DriftGate", "ModelDecay"}
+    assert monitoring <= set(states)
     assert set(states.values()) == {"success"}, (
         {task: state for task, state in states.items() if state != "success"}, result.stdout[-5000:])
     config = load_config(config_path)

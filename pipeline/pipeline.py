@@ -15,8 +15,7 @@ the Vertex AI client (about 10 s) in every process that builds the pipeline.
 """
 
 import json
-import re
-from typing import List, Sequence
+from typing import List
 
 from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx.components import (
@@ -55,13 +54,14 @@ from pipeline.components.run_record import make_run_record, resolved_spans
 from pipeline.components.schema_importer import FingerprintedImportSchemaGen
 from pipeline.components.serving_model import ServingModel
 from pipeline.components.tuner import tuner_component
-from pipeline.config import ConfigError, PipelineConfig, span_pattern
+from pipeline.config import PipelineConfig, span_pattern
 from pipeline.orchestration import beam_pipeline_args
+from pipeline.training.feature_check import check_features
 
 
 def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
     """The pipeline described by `config`; it reads nothing else."""
-    check_feature_names(features.feature_keys())
+    check_features()
     example_gen = _example_gen(config, [
         example_gen_pb2.Input.Split(name="single_split", pattern=span_pattern(config.spans)),
     ], example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
@@ -206,23 +206,6 @@ def _example_gen(config: PipelineConfig, splits, output_config) -> FileBasedExam
         output_config=output_config,
         custom_config=csv_example_gen.custom_config(config.schema_path, config.schema_fingerprint),
         custom_executor_spec=executor_spec.BeamExecutorSpec(csv_example_gen.Executor))
-
-
-def check_feature_names(keys: Sequence[str]) -> None:
-    """Raises ConfigError for a model input whose name the serving signatures would change.
-
-    A SavedModel signature names each input by a Python identifier: TensorFlow turns
-    "Sepal.Length" into "Sepal_Length" and "Color Code" fails the export, so a JSON client could
-    not send the column by its CSV name. This says so before any component runs.
-    """
-    for key in keys:
-        if not key.isidentifier():
-            suggestion = re.sub(r"\W", "_", key)
-            suggestion = suggestion if suggestion.isidentifier() else f"x_{suggestion}"
-            raise ConfigError(
-                f"models/features.py: column {key!r} cannot name a model input: TensorFlow's serving "
-                "signatures name inputs by Python identifiers (letters, digits and _, not starting with "
-                f"a digit). Rename it in the CSV header and in models/features.py, e.g. to {suggestion!r}.")
 
 
 def _monitoring_nodes(config: PipelineConfig, served_model: Channel) -> List:

@@ -14,12 +14,14 @@ import os
 import sys
 
 from pipeline.config import ConfigError, load_config
+from pipeline.training.feature_check import check_features
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         config = load_config(os.environ.get("TFXT_CONFIG"))
+        check_features()
     except ConfigError as e:
         print(f"Config error: {e}", file=sys.stderr)
         return 2

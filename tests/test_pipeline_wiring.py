@@ -174,7 +174,7 @@ def test_a_column_name_the_signatures_would_rename_stops_the_run_in_one_line(con
 
     from pipeline.config import ConfigError
     from pipeline.ops.run import EXIT_CONFIG_ERROR, run_and_report
-    from pipeline.pipeline import check_feature_names
+    from pipeline.training.feature_check import check_feature_names
 
     with pytest.raises(ConfigError, match=f"column '{name}' cannot name a model input") as raised:
         check_feature_names(("weight", name))

@@ -31,7 +31,7 @@ def main() -> None:
               help="Run even when nothing changed since a run that had nothing to do.")
 def run(config_path, overrides, force) -> None:
     """Run the whole pipeline locally (LocalDagRunner) with progress and a summary."""
-    config = config_from_options(config_path, overrides)
+    config = config_from_options(config_path, overrides, check_features=True)
     if not force:
         from pipeline.ops.unchanged import serve_if_unchanged
 

@@ -41,9 +41,17 @@ class ConfigUsageError(click.ClickException):
 
 
 def config_from_options(config_path: Optional[str], overrides: Tuple[str, ...],
-                        require_schema: bool = True):
-    """The validated config from a file plus FIELD=VALUE overrides (dots nest)."""
+                        require_schema: bool = True, check_features: bool = False):
+    """The validated config from a file plus FIELD=VALUE overrides (dots nest).
+
+    With `check_features` (commands that build the pipeline), models/features.py is checked too.
+    """
     try:
-        return load_config(config_path, parse_overrides(overrides), require_schema=require_schema)
+        config = load_config(config_path, parse_overrides(overrides), require_schema=require_schema)
+        if check_features:
+            from pipeline.training.feature_check import check_features as check
+
+            check()
+        return config
     except ConfigError as e:
         raise ConfigUsageError(str(e)) from None

@@ -65,7 +65,8 @@ def warm_start(model, base_model_dir: Optional[str],
     """
     log = logging.getLogger(__name__)
     if not base_model_dir:
-        result = WarmStartResult(COLD, "no blessed model to start from")
+        result = WarmStartResult(COLD, "no base model (lifecycle.warm_start is off, or no model is "
+                                       "blessed yet)")
     else:
         result = _try_warm_start(model, base_model_dir, vocabularies)
     log.info("Training starts %s: %s", result.mode, result.reason)

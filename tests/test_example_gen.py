@@ -131,6 +131,31 @@ def test_a_bad_header_is_refused_naming_the_file_and_column(tmp_path, schema_typ
     assert says in message and bad in message and "\n" not in message
 
 
+@pytest.mark.parametrize("row, fields", [
+    ("Adelie,Torgersen,39.1,18.7,181,3750,male,2007,extra", 9),
+    ("Adelie,Torgersen,39.1,18.7,181,3750", 6),
+    ('Adelie,"Torgersen,39.1,18.7,181,3750,male,2007', 2),
+], ids=["extra-field", "missing-fields", "unclosed-quote"])
+def test_a_row_with_another_number_of_fields_is_named(tmp_path, schema_types, row, fields):
+    path = _write(tmp_path / "bad.csv", "\n".join([HEADER, ROWS[0], row]) + "\n")
+    with pytest.raises(example_gen.CsvFileError) as raised:
+        list(example_gen.read_examples(path, schema_types))
+    message = str(raised.value)
+    assert f"data row 2 has {fields} field(s) where the header has 8" in message
+    assert path in message and "\n" not in message
+
+
+@pytest.mark.parametrize("text", ["NaN", "nan"])
+def test_nan_text_in_a_float_column_is_a_blank(tmp_path, schema_types, text):
+    """A NaN kept as a number made Transform's mean, and so every scaled value, NaN."""
+    row = ROWS[0].replace("39.1", text, 1)
+    path = _write(tmp_path / "nan.csv", "\n".join([HEADER, ROWS[0], row]) + "\n")
+    first, second = _examples(path, schema_types)
+    assert _values(first, "bill_length_mm") == pytest.approx([39.1])
+    assert _values(second, "bill_length_mm") == []
+    assert _values(second, "bill_depth_mm") == pytest.approx([18.7])
+
+
 def test_a_data_set_that_differs_from_the_schema_as_a_whole_passes_to_validation(tmp_path, schema_types):
     # New data being adapted: no file matches the schema, so validation names the columns and
     # SchemaGen infers the schema `tfxt schema refresh` needs.
@@ -147,7 +172,14 @@ def test_a_data_set_that_differs_from_the_schema_as_a_whole_passes_to_validation
      "column 'bill_length_mm': 'thirty-nine' is not a FLOAT"),
     ("Adelie,Torgersen,39.1,18.7,181.5,3750,male,2007", "column 'flipper_length_mm': '181.5' is not an INT"),
     ("Adelie,Torgersen,39.1,18.7,181,3750,m\u00e4nnlich,2007", "column 'sex': the text is not UTF-8"),
-], ids=["text-in-float", "fraction-in-int", "latin-1-value"])
+    ("Adelie,Torgersen,39.1,18.7,181,99999999999999999999,male,2007",
+     "column 'body_mass_g': '99999999999999999999' is out of the INT range"),
+    ("Adelie,Torgersen,-inf,18.7,181,3750,male,2007",
+     "column 'bill_length_mm': '-inf' is not a finite number that a FLOAT (32-bit) can hold"),
+    ("Adelie,Torgersen,39.1,1e39,181,3750,male,2007",
+     "column 'bill_depth_mm': '1e+39' is not a finite number that a FLOAT (32-bit) can hold"),
+], ids=["text-in-float", "fraction-in-int", "latin-1-value", "int-out-of-range", "infinite-float",
+        "float-beyond-float32"])
 def test_a_value_that_does_not_fit_its_type_names_file_row_and_column(tmp_path, schema_types, row, says):
     path = _write(tmp_path / "bad.csv", "\n".join([HEADER, ROWS[0], row]) + "\n", encoding="latin-1")
     with pytest.raises(example_gen.CsvFileError) as raised:

@@ -139,6 +139,7 @@ def read_examples(path: str, schema_types: Dict[str, str]) -> Iterator[bytes]:
     if error is not None:
         # Raised outside the except block: the run report shows the innermost exception of a chain.
         raise CsvFileError(_explain_bad_cell(path, data, columns, schema_types, error))
+    _check_finite(path, table, schema_types)
     lists = [_as_lists(table.column(name).combine_chunks(), name in schema_types) for name in columns]
     batch = pa.RecordBatch.from_arrays(lists, columns)
     for start in range(0, batch.num_rows, BATCH_ROWS):
@@ -191,8 +192,29 @@ def _as_lists(column, typed_by_schema: bool):
     elif pa.types.is_string(column.type):
         column = column.cast(pa.binary())
     present = np.asarray(column.is_valid(), dtype=bool)
+    if pa.types.is_floating(column.type):
+        # "NaN" (numpy's and pandas' text for no value) is a blank, so the blank limit counts it:
+        # kept as a number, it made Transform's mean, and so every scaled value, NaN.
+        present &= ~np.isnan(column.to_numpy(zero_copy_only=False))
     offsets = np.concatenate([[0], np.cumsum(present)]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), column.drop_null())
+    return pa.ListArray.from_arrays(pa.array(offsets), column.filter(pa.array(present)))
+
+
+def _check_finite(path: str, table, schema_types: Dict[str, str]) -> None:
+    """Refuses an infinite FLOAT, or one too large for float32 (tf.train.FloatList), naming its row."""
+    import numpy as np
+
+    for name in table.column_names:
+        if schema_types.get(name) != "FLOAT":
+            continue
+        values = table.column(name).combine_chunks().to_numpy(zero_copy_only=False)
+        with np.errstate(over="ignore"):
+            infinite = np.flatnonzero(np.isinf(values.astype(np.float32)))
+        if len(infinite):
+            row = int(infinite[0])
+            raise CsvFileError(
+                f"{path}, data row {row + 1}, column '{name}': '{values[row]:g}' is not a finite number "
+                "that a FLOAT (32-bit) can hold. Fix the value, or leave the cell blank if it is unknown.")
 
 
 def _infer_values(column):
@@ -224,7 +246,7 @@ def _explain_bad_cell(path: str, data: bytes, columns: List[str], schema_types: 
     try:
         text = _read_csv(data, columns, {name: pa.binary() for name in columns})
     except pa.ArrowInvalid as e:
-        return f"{path} is not a well-formed CSV file: {e}. Fix the file."
+        return f"{path} is not a well-formed CSV file: {_ragged_row(data, len(columns)) or e}. Fix the file."
     for name in columns:
         for row, value in enumerate(text.column(name).to_pylist(), start=1):
             problem = _cell_problem(value, schema_types.get(name, "BYTES"))
@@ -232,6 +254,16 @@ def _explain_bad_cell(path: str, data: bytes, columns: List[str], schema_types: 
                 return (f"{path}, data row {row}, column '{name}': {problem}. Fix the value, or change "
                         "the column's type in schema/schema.pbtxt if the data is right.")
     return f"{path} could not be read: {error}. Fix the file."
+
+
+def _ragged_row(data: bytes, width: int) -> str:
+    """Which data row has another number of fields than the header (as the csv module splits it)."""
+    lines = io.StringIO(data.decode("utf-8-sig", errors="replace"), newline="")
+    for row, fields in enumerate(csv.reader(lines)):
+        if row and fields and len(fields) != width:
+            return (f"data row {row} has {len(fields)} field(s) where the header has {width} (a missing or "
+                    "extra comma, or an unclosed quote)")
+    return ""
 
 
 def _cell_problem(value: Optional[bytes], schema_type: str) -> str:
@@ -244,9 +276,11 @@ def _cell_problem(value: Optional[bytes], schema_type: str) -> str:
     converters = {"INT": int, "FLOAT": float}
     if schema_type in converters:
         try:
-            converters[schema_type](text)
+            number = converters[schema_type](text)
         except ValueError:
             return f"{text!r} is not {'an' if schema_type == 'INT' else 'a'} {schema_type} as the schema says"
+        if schema_type == "INT" and not -(2**63) <= number < 2**63:
+            return f"{text!r} is out of the INT range (64-bit integers)"
     return ""
 
 

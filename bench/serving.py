@@ -43,7 +43,7 @@ def serve_in_subprocess(model_name: str, base_path: str, request_log: str) -> No
     """Child process: serves `base_path` as `make serve` does, prints its ports, runs until stdin closes.
 
     The settings are the default config's (`ServingSettings`): poll interval,
-    request size limit and the request log's sample rate, size and rotation.
+    request size limit, batching and the request log's sample rate, size and rotation.
     """
     from pipeline.config import ServingSettings
     from serving.model_store import ModelStore
@@ -55,7 +55,8 @@ def serve_in_subprocess(model_name: str, base_path: str, request_log: str) -> No
     log = RequestLog(request_log, settings.request_log_sample_rate, settings.request_log_max_bytes,
                      settings.request_log_backups)
     server = LocalServer(store, rest_port=0, grpc_port=0, max_request_bytes=settings.max_request_bytes,
-                         request_log=log).start()
+                         request_log=log, batching=settings.enable_batching,
+                         max_batch_size=settings.max_batch_size).start()
     print(json.dumps({"rest": server.rest_port, "grpc": server.grpc_port}), flush=True)
     sys.stdin.read()
     server.stop()

@@ -96,7 +96,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             signature_name = request.model_spec.signature_name or "serving_default"
             signature_def, _ = loaded.signature(signature_name)
             inputs = predict_inputs(request.inputs, signature_def)
-            outputs = loaded.predict(signature_name, inputs, list(request.output_filter))
+            outputs = self.app.batcher.predict(loaded, signature_name, inputs, list(request.output_filter))
             response = predict_pb2.PredictResponse()
             response.model_spec.name = loaded.name
             response.model_spec.version.value = loaded.version

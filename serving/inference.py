@@ -101,6 +101,17 @@ class LoadedVersion:
     def predict(self, signature_name: str, inputs: Mapping[str, np.ndarray],
                 output_filter: Optional[List[str]] = None) -> Dict[str, np.ndarray]:
         """The Predict API: named input arrays -> named output arrays."""
+        function, tensors, wanted = self.prepare(signature_name, inputs, output_filter)
+        return self.call(function, tensors, wanted)
+
+    def prepare(self, signature_name: str, inputs: Mapping[str, np.ndarray],
+                output_filter: Optional[List[str]] = None) -> Tuple[Any, Dict[str, Any], List[str]]:
+        """Checks a Predict request against the signature, as TF Serving does, before any model call.
+
+        Returns the signature's function, the inputs as tensors of its dtypes and
+        the output names to return (None: all). Raises INVALID_ARGUMENT for a
+        request the model cannot take, so that `serving.batching` refuses it alone.
+        """
         import tensorflow as tf
 
         signature_def, function = self.signature(signature_name)
@@ -125,12 +136,29 @@ class LoadedVersion:
             if name not in signature_def.outputs:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"output tensor alias not found in signature: {name}")
+        return function, tensors, list(output_filter) if output_filter else None
+
+    @staticmethod
+    def call(function, tensors: Mapping[str, Any], wanted: Optional[List[str]]) -> Dict[str, np.ndarray]:
+        """Runs a prepared request (`prepare`); the model's own errors become TF Serving's."""
         try:
             outputs = function(**tensors)
         except Exception as e:  # noqa: BLE001 - report the model's own error to the caller
             raise from_tf_error(e) from None
-        wanted = output_filter or list(outputs)
-        return {name: outputs[name].numpy() for name in wanted}
+        return {name: outputs[name].numpy() for name in wanted or list(outputs)}
+
+    def batchable(self, signature_name: str) -> bool:
+        """Whether every input and output of the signature has a batch dimension (dim 0 of -1).
+
+        Only such a signature's requests may be merged along dim 0 and split back
+        by rows (`serving.batching`); others run one request per call.
+        """
+        signature_def = self.signature_defs.get(signature_name or "serving_default")
+        if signature_def is None:
+            return False
+        return all(not info.tensor_shape.unknown_rank and info.tensor_shape.dim
+                   and info.tensor_shape.dim[0].size == -1
+                   for info in list(signature_def.inputs.values()) + list(signature_def.outputs.values()))
 
     def classify(self, signature_name: str, examples: List[bytes]) -> Tuple[np.ndarray, np.ndarray]:
         """The Classify API: serialized tf.Examples -> (classes [N, K], scores [N, K])."""

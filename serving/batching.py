@@ -66,7 +66,7 @@ class Batcher:
                 ) -> Dict[str, np.ndarray]:
         """`loaded.predict(signature_name, inputs, output_filter)`, merged with concurrent requests."""
         function, tensors, wanted = loaded.prepare(signature_name, inputs, output_filter)
-        rows = {int(t.shape[0]) if t.shape.rank else -1 for t in tensors.values()}
+        rows = {int(t.shape[0]) if len(t.shape) else -1 for t in tensors.values()}
         if (not self.enabled or len(rows) != 1 or min(rows) < 1 or min(rows) >= self.max_batch_size
                 or not loaded.batchable(signature_name)):
             return loaded.call(function, tensors, wanted)
@@ -125,9 +125,7 @@ def _run(function, wanted, batch: List[_Task]) -> None:
     if len(batch) == 1:
         _run_alone(function, wanted, batch[0])
         return
-    import tensorflow as tf
-
-    merged = {key: tf.concat([task.tensors[key] for task in batch], axis=0) for key in batch[0].tensors}
+    merged = {key: _concatenate([task.tensors[key] for task in batch]) for key in batch[0].tensors}
     total = sum(task.rows for task in batch)
     try:
         outputs = LoadedVersion.call(function, merged, wanted)
@@ -142,6 +140,15 @@ def _run(function, wanted, batch: List[_Task]) -> None:
     for task in batch:
         task.outputs = {name: value[start:start + task.rows] for name, value in outputs.items()}
         start += task.rows
+
+
+def _concatenate(values: List[Any]):
+    """Along dim 0: numpy arrays (`LoadedVersion.prepare` keeps them) with numpy, tensors with TF."""
+    if all(isinstance(v, np.ndarray) for v in values):
+        return np.concatenate(values, axis=0)
+    import tensorflow as tf
+
+    return tf.concat(values, axis=0)
 
 
 def _run_alone(function, wanted, task: _Task) -> None:

@@ -108,8 +108,9 @@ class LoadedVersion:
                 output_filter: Optional[List[str]] = None) -> Tuple[Any, Dict[str, Any], List[str]]:
         """Checks a Predict request against the signature, as TF Serving does, before any model call.
 
-        Returns the signature's function, the inputs as tensors of its dtypes and
-        the output names to return (None: all). Raises INVALID_ARGUMENT for a
+        Returns the signature's function, the inputs (tensors of its dtypes, or
+        numpy arrays that are already of them) and the output names to return
+        (None: all). Raises INVALID_ARGUMENT for a
         request the model cannot take, so that `serving.batching` refuses it alone.
         """
         import tensorflow as tf
@@ -126,6 +127,10 @@ class LoadedVersion:
         tensors = {}
         for key, value in inputs.items():
             dtype = tf.dtypes.as_dtype(signature_def.inputs[key].dtype)
+            if _takes_as_is(value, dtype):
+                # The function converts it when called: once per merged batch, not per request.
+                tensors[key] = value
+                continue
             try:
                 tensors[key] = tf.convert_to_tensor(value, dtype=dtype)
             except (TypeError, ValueError, tf.errors.OpError):
@@ -197,6 +202,16 @@ class LoadedVersion:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"The {api} input must be a string Tensor of serialized tf.Examples")
         return key
+
+
+def _takes_as_is(value, dtype) -> bool:
+    """Whether `value` is a numpy array that converts to `dtype` for sure: its own dtype, or strings."""
+    if not isinstance(value, np.ndarray) or value.ndim == 0:
+        return False
+    if dtype.is_numpy_compatible and dtype.name != "string":
+        return value.dtype == dtype.as_numpy_dtype
+    return dtype.name == "string" and value.dtype == object and all(
+        isinstance(v, bytes) for v in value.reshape(-1))
 
 
 def _placeholder_inputs(signature_def) -> Dict[str, np.ndarray]:

@@ -105,7 +105,7 @@ class RequestLog:
                 return
 
     def _drain(self) -> None:
-        """Formats every queued entry and appends the lines, rotating before a file would outgrow max_bytes."""
+        """Formats every queued entry and appends the lines, rotating before a file outgrows max_bytes."""
         chunk, size = [], self._file.tell()
         while self._pending:
             entry = self._pending.popleft()

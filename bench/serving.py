@@ -274,7 +274,7 @@ def write(results: List[Dict], requests: int, load_before, load_after, logged: i
         f"batches of {CONCURRENCY * 5} requests, so that a change in the machine's load hits all paths "
         "alike. The table holds the medians over rounds. REST and gRPC go through `serving.client` to "
         "the local server (`serving.server`) in another process over loopback, with the default "
-        f"config's settings, server-side batching and the request log on, as `make serve` runs it "
+        "config's settings, server-side batching and the request log on, as `make serve` runs it "
         f"({logged} lines logged); "
         "in-process is the model call alone, the limit. "
         f"Load average (1, 5, 15 min): {_load(load_before)} before, {_load(load_after)} after, on "

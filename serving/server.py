@@ -6,7 +6,9 @@ be installed on this development machine. This server speaks the same REST and
 gRPC APIs (`serving.rest`, `serving.grpc_service`) over the versions in the
 serving directory, honours models.config (`serving.model_store`), and writes a
 request log (`serving.request_log`), so clients, requests and tests work the
-same against both.
+same against both. Concurrent Predict requests over either API merge into one
+model call (`serving.batching`, `serving.enable_batching`), as TF Serving's
+`--enable_batching` merges them.
 
     with LocalServer.from_config(config) as server:
         print(server.rest_port, server.grpc_port)

@@ -257,21 +257,23 @@ def test_unknown_model_version_label_path_and_big_bodies(served):
 
 def test_request_log_holds_raw_rows_for_skew_detection(served):
     config, server, rest, rpc = served
-    rest.predict([dict(ROW, island="Dream")])
-    rpc.predict([dict(ROW, island="Torgersen")])
+    # A body mass no other test sends marks this test's two rows; lines are written
+    # in batches, up to 0.1 s after their request, so wait for both.
+    rest.predict([dict(ROW, island="Dream", body_mass_g=4321)])
+    rpc.predict([dict(ROW, island="Torgersen", body_mass_g=4321)])
     deadline = time.time() + WAIT_SECONDS
-    entries = []
-    while time.time() < deadline:
+    entries, ours = [], []
+    while time.time() < deadline and len(ours) < 2:
+        time.sleep(0.1)
         with open(serving_paths(config).request_log) as f:
             entries = [json.loads(line) for line in f]
-        if any(e.get("rows", [{}])[0].get("island") == "Torgersen" for e in entries):
-            break
-        time.sleep(0.1)
-    ok = [e for e in entries if e["status"] == "OK" and e["method"] == "predict"]
-    dream = next(e for e in ok if e["api"] == "rest" and e["rows"][0]["island"] == "Dream")
+        ours = [e for e in entries if e["status"] == "OK" and e["method"] == "predict"
+                and e["rows"][0]["body_mass_g"] == 4321]
+    assert [(e["api"], e["rows"][0]["island"]) for e in ours] == [("rest", "Dream"), ("grpc", "Torgersen")]
+    dream = ours[0]
     assert dream["rows"][0]["bill_length_mm"] == pytest.approx(45.1)
     assert dream["outputs"][0]["predicted_class"] in ("Adelie", "Chinstrap", "Gentoo")
-    assert any(e["api"] == "grpc" and e["version"] for e in ok)
+    assert ours[1]["version"]
     assert any(e["status"] == "INVALID_ARGUMENT" for e in entries)  # errors are logged too
 
 

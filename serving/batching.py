@@ -40,7 +40,8 @@ class _Task:
         self.finished = False
         # Set by the thread that ran the previous batch: this request's thread runs these next.
         self.lead: Optional[List["_Task"]] = None
-        self.wake = threading.Event()
+        # Only a request that waits needs one (a lone request runs at once).
+        self.wake: Optional[threading.Event] = None
 
 
 class _Lane:
@@ -78,6 +79,7 @@ class Batcher:
             if lane is None:
                 lane = self._lanes[key] = _Lane(function, wanted)
             if lane.running:
+                task.wake = threading.Event()
                 lane.waiting.append(task)
             else:
                 lane.running = True
@@ -113,7 +115,8 @@ class Batcher:
                 del self._lanes[key]
         for task in batch:
             task.finished = True
-            task.wake.set()
+            if task.wake is not None:
+                task.wake.set()
         if successor is not None:
             successor.wake.set()
 

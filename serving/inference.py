@@ -31,6 +31,9 @@ class LoadedVersion:
     signature_defs: Mapping[str, Any]  # signature key -> SignatureDef proto
     functions: Mapping[str, Any]  # signature key -> concrete function
     model: Any  # keeps the loaded SavedModel's variables alive
+    # signature key -> `batchable`, worked out once: it is asked on every request.
+    _batchable: Dict[str, bool] = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                                    compare=False)
 
     @classmethod
     def load(cls, name: str, version: int, path: str, warmup: bool = True) -> "LoadedVersion":
@@ -158,12 +161,16 @@ class LoadedVersion:
         Only such a signature's requests may be merged along dim 0 and split back
         by rows (`serving.batching`); others run one request per call.
         """
-        signature_def = self.signature_defs.get(signature_name or "serving_default")
-        if signature_def is None:
-            return False
-        return all(not info.tensor_shape.unknown_rank and info.tensor_shape.dim
-                   and info.tensor_shape.dim[0].size == -1
-                   for info in list(signature_def.inputs.values()) + list(signature_def.outputs.values()))
+        signature_name = signature_name or "serving_default"
+        known = self._batchable.get(signature_name)
+        if known is None:
+            signature_def = self.signature_defs.get(signature_name)
+            known = signature_def is not None and all(
+                not info.tensor_shape.unknown_rank and info.tensor_shape.dim
+                and info.tensor_shape.dim[0].size == -1
+                for info in list(signature_def.inputs.values()) + list(signature_def.outputs.values()))
+            self._batchable[signature_name] = known
+        return known
 
     def classify(self, signature_name: str, examples: List[bytes]) -> Tuple[np.ndarray, np.ndarray]:
         """The Classify API: serialized tf.Examples -> (classes [N, K], scores [N, K])."""

@@ -43,7 +43,7 @@ def serve_in_subprocess(model_name: str, base_path: str, request_log: str) -> No
     """Child process: serves `base_path` as `make serve` does, prints its ports, runs until stdin closes.
 
     The settings are the default config's (`ServingSettings`): poll interval,
-    request size limit and the request log's sample rate, size and rotation.
+    request size limit, batching and the request log's sample rate, size and rotation.
     """
     from pipeline.config import ServingSettings
     from serving.model_store import ModelStore
@@ -55,7 +55,8 @@ def serve_in_subprocess(model_name: str, base_path: str, request_log: str) -> No
     log = RequestLog(request_log, settings.request_log_sample_rate, settings.request_log_max_bytes,
                      settings.request_log_backups)
     server = LocalServer(store, rest_port=0, grpc_port=0, max_request_bytes=settings.max_request_bytes,
-                         request_log=log).start()
+                         request_log=log, batching=settings.enable_batching,
+                         max_batch_size=settings.max_batch_size).start()
     print(json.dumps({"rest": server.rest_port, "grpc": server.grpc_port}), flush=True)
     sys.stdin.read()
     server.stop()
@@ -273,7 +274,8 @@ def write(results: List[Dict], requests: int, load_before, load_after, logged: i
         f"batches of {CONCURRENCY * 5} requests, so that a change in the machine's load hits all paths "
         "alike. The table holds the medians over rounds. REST and gRPC go through `serving.client` to "
         "the local server (`serving.server`) in another process over loopback, with the default "
-        f"config's settings and the request log on, as `make serve` runs it ({logged} lines logged); "
+        "config's settings, server-side batching and the request log on, as `make serve` runs it "
+        f"({logged} lines logged); "
         "in-process is the model call alone, the limit. "
         f"Load average (1, 5, 15 min): {_load(load_before)} before, {_load(load_after)} after, on "
         f"{os.cpu_count()} cores shared with other work, so absolute numbers are inflated; compare the "

@@ -161,7 +161,12 @@ class ServingSettings:
     # TF Serving's --allow_version_labels_for_unavailable_models, which the generated Docker
     # command and Kubernetes manifest pass; the local server applies the same label rule.
     allow_version_labels_for_unavailable_models: bool = True
-    # TF Serving's batching parameters (batching_parameters.txt).
+    # Server-side batching of concurrent Predict requests: the local server merges requests that
+    # arrive while a model call runs (serving/batching.py), and the generated Docker command and
+    # Kubernetes manifest pass TF Serving's --enable_batching.
+    enable_batching: bool = True
+    # TF Serving's batching parameters (batching_parameters.txt); the local server uses
+    # max_batch_size (rows per merged call) and never waits (batch_timeout_micros is TF Serving's).
     max_batch_size: int = 32
     batch_timeout_micros: int = 2000
     num_batch_threads: int = 2

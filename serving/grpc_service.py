@@ -96,7 +96,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             signature_name = request.model_spec.signature_name or "serving_default"
             signature_def, _ = loaded.signature(signature_name)
             inputs = predict_inputs(request.inputs, signature_def)
-            outputs = loaded.predict(signature_name, inputs, list(request.output_filter))
+            outputs = self.app.batcher.predict(loaded, signature_name, inputs, list(request.output_filter))
             response = predict_pb2.PredictResponse()
             response.model_spec.name = loaded.name
             response.model_spec.version.value = loaded.version
@@ -212,6 +212,10 @@ def model_status(app, model_spec):
     return response
 
 
+# After two calls overlapped, how long every call runs in the pool (see `asynchronous`).
+OVERLAP_SECONDS = 0.05
+
+
 class _Aborted(Exception):
     def __init__(self, code: grpc.StatusCode, details: str):
         super().__init__(details)
@@ -231,19 +235,26 @@ def asynchronous(servicer, servicer_class, pool, in_pool=()):
     Why grpc.aio and not grpcio's thread-pool server: that one hands every call
     from its polling thread to a worker thread, which cost about 0.3 ms a call
     here and made gRPC slower than REST. Here a call runs on the thread that
-    polls for it when it is the only one in flight; when others are (several
-    clients), it runs in `pool`, so that model calls still run in parallel.
+    polls for it when it is the only one in flight and none overlapped in the
+    last OVERLAP_SECONDS; otherwise (several clients) it runs in `pool`, so that
+    model calls run in parallel and concurrent Predict calls merge.
     Methods named in `in_pool` (slow ones, such as a config reload that loads
     models) always run in `pool`; methods `servicer` does not define answer
     UNIMPLEMENTED.
     """
-    in_flight = [0]
+    # Calls in flight, and when two last overlapped (time.monotonic()).
+    in_flight, overlapped = [0], [float("-inf")]
 
     async def run(bound, request, slow):
         in_flight[0] += 1
         try:
             await asyncio.sleep(0)  # lets calls that arrived with this one count themselves
-            if slow or in_flight[0] > 1:
+            if in_flight[0] > 1:
+                overlapped[0] = time.monotonic()
+            # A call running here blocks the loop: the calls that arrive meanwhile wait
+            # unread, and cannot join its batch (serving.batching). So once calls overlap,
+            # all go to `pool` for a while (OVERLAP_SECONDS), where they merge.
+            if slow or time.monotonic() - overlapped[0] < OVERLAP_SECONDS:
                 return await asyncio.get_running_loop().run_in_executor(pool, bound, request, _Context())
             return bound(request, _Context())
         finally:

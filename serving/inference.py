@@ -31,6 +31,9 @@ class LoadedVersion:
     signature_defs: Mapping[str, Any]  # signature key -> SignatureDef proto
     functions: Mapping[str, Any]  # signature key -> concrete function
     model: Any  # keeps the loaded SavedModel's variables alive
+    # signature key -> `batchable`, worked out once: it is asked on every request.
+    _batchable: Dict[str, bool] = dataclasses.field(default_factory=dict, init=False, repr=False,
+                                                    compare=False)
 
     @classmethod
     def load(cls, name: str, version: int, path: str, warmup: bool = True) -> "LoadedVersion":
@@ -101,6 +104,18 @@ class LoadedVersion:
     def predict(self, signature_name: str, inputs: Mapping[str, np.ndarray],
                 output_filter: Optional[List[str]] = None) -> Dict[str, np.ndarray]:
         """The Predict API: named input arrays -> named output arrays."""
+        function, tensors, wanted = self.prepare(signature_name, inputs, output_filter)
+        return self.call(function, tensors, wanted)
+
+    def prepare(self, signature_name: str, inputs: Mapping[str, np.ndarray],
+                output_filter: Optional[List[str]] = None) -> Tuple[Any, Dict[str, Any], List[str]]:
+        """Checks a Predict request against the signature, as TF Serving does, before any model call.
+
+        Returns the signature's function, the inputs (tensors of its dtypes, or
+        numpy arrays that are already of them) and the output names to return
+        (None: all). Raises INVALID_ARGUMENT for a
+        request the model cannot take, so that `serving.batching` refuses it alone.
+        """
         import tensorflow as tf
 
         signature_def, function = self.signature(signature_name)
@@ -115,6 +130,10 @@ class LoadedVersion:
         tensors = {}
         for key, value in inputs.items():
             dtype = tf.dtypes.as_dtype(signature_def.inputs[key].dtype)
+            if _takes_as_is(value, dtype):
+                # The function converts it when called: once per merged batch, not per request.
+                tensors[key] = value
+                continue
             try:
                 tensors[key] = tf.convert_to_tensor(value, dtype=dtype)
             except (TypeError, ValueError, tf.errors.OpError):
@@ -125,12 +144,33 @@ class LoadedVersion:
             if name not in signature_def.outputs:
                 raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"output tensor alias not found in signature: {name}")
+        return function, tensors, list(output_filter) if output_filter else None
+
+    @staticmethod
+    def call(function, tensors: Mapping[str, Any], wanted: Optional[List[str]]) -> Dict[str, np.ndarray]:
+        """Runs a prepared request (`prepare`); the model's own errors become TF Serving's."""
         try:
             outputs = function(**tensors)
         except Exception as e:  # noqa: BLE001 - report the model's own error to the caller
             raise from_tf_error(e) from None
-        wanted = output_filter or list(outputs)
-        return {name: outputs[name].numpy() for name in wanted}
+        return {name: outputs[name].numpy() for name in wanted or list(outputs)}
+
+    def batchable(self, signature_name: str) -> bool:
+        """Whether every input and output of the signature has a batch dimension (dim 0 of -1).
+
+        Only such a signature's requests may be merged along dim 0 and split back
+        by rows (`serving.batching`); others run one request per call.
+        """
+        signature_name = signature_name or "serving_default"
+        known = self._batchable.get(signature_name)
+        if known is None:
+            signature_def = self.signature_defs.get(signature_name)
+            known = signature_def is not None and all(
+                not info.tensor_shape.unknown_rank and info.tensor_shape.dim
+                and info.tensor_shape.dim[0].size == -1
+                for info in list(signature_def.inputs.values()) + list(signature_def.outputs.values()))
+            self._batchable[signature_name] = known
+        return known
 
     def classify(self, signature_name: str, examples: List[bytes]) -> Tuple[np.ndarray, np.ndarray]:
         """The Classify API: serialized tf.Examples -> (classes [N, K], scores [N, K])."""
@@ -169,6 +209,16 @@ class LoadedVersion:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                                f"The {api} input must be a string Tensor of serialized tf.Examples")
         return key
+
+
+def _takes_as_is(value, dtype) -> bool:
+    """Whether `value` is a numpy array that converts to `dtype` for sure: its own dtype, or strings."""
+    if not isinstance(value, np.ndarray) or value.ndim == 0:
+        return False
+    if dtype.is_numpy_compatible and dtype.name != "string":
+        return value.dtype == dtype.as_numpy_dtype
+    return dtype.name == "string" and value.dtype == object and all(
+        isinstance(v, bytes) for v in value.reshape(-1))
 
 
 def _placeholder_inputs(signature_def) -> Dict[str, np.ndarray]:

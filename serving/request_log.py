@@ -8,22 +8,22 @@ rate below 1 logs that fraction of requests.
 
 Every line is strict JSON (RFC 8259): a missing or non-finite number (NaN,
 Infinity, `serving_raw`'s missing INT marker) is written as null, never as the
-bare `NaN` that strict parsers refuse. The file rotates by size with the standard library's
-RotatingFileHandler: requests.jsonl grows to `max_bytes`, then becomes
-requests.jsonl.1 (older ones .2, .3, ... up to `backups`). The line schema is
+bare `NaN` that strict parsers refuse. The file rotates by size as the standard library's
+RotatingFileHandler does: requests.jsonl grows to at most `max_bytes`, then
+becomes requests.jsonl.1 (older ones .2, .3, ... up to `backups`). Lines are
+written in batches, at most `flush_seconds` (0.1 s) after their request. The line schema is
 in the README ("The request log"); `SCHEMA_VERSION` is written in each line and
 changes only when a field changes meaning. The drift and skew checks read it.
 
 `read_rows` reads the raw rows back (`tfxt monitor skew`, `pipeline.ops.monitoring`).
 """
 
+import collections
 import glob
 import json
 import logging
-import logging.handlers
 import math
 import os
-import queue
 import random
 import re
 import threading
@@ -36,77 +36,130 @@ from serving import payloads
 
 SCHEMA_VERSION = 1
 
+log = logging.getLogger(__name__)
+
 
 class RequestLog:
-    """Appends JSON lines to `path`, rotating by size; thread-safe. No path or a zero rate logs nothing."""
+    """Appends JSON lines to `path`, rotating by size; thread-safe. No path or a zero rate logs nothing.
+
+    `write` only appends the request's values to a queue. A writer thread wakes
+    every `flush_seconds` (or once `flush_records` entries wait), turns what is
+    queued into JSON lines and writes them in one write per file. Why not
+    logging's QueueListener and RotatingFileHandler: that thread woke for every
+    record, formatted it twice (the size check and the write) and flushed every
+    line, and each wake-up took the GIL from the request threads; that cost
+    about 0.3 ms per request on the server's answer.
+    """
 
     def __init__(self, path: Optional[str], sample_rate: float = 1.0, max_bytes: int = 64 * 1024 * 1024,
-                 backups: int = 5):
+                 backups: int = 5, flush_seconds: float = 0.1, flush_records: int = 256):
         self.path = path
         self.sample_rate = sample_rate
         self.max_bytes = max_bytes
         self.backups = backups
+        self.flush_seconds = flush_seconds
+        self.flush_records = flush_records
         self._lock = threading.Lock()
-        self._queue: Optional[_DeferredQueueHandler] = None
-        self._listener: Optional[logging.handlers.QueueListener] = None
+        self._pending: collections.deque = collections.deque()  # append/popleft are thread-safe
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: Optional[threading.Thread] = None
+        self._file = None
 
     def write(self, api: str, method: str, model: Optional[str], version: Optional[int],
               signature: Optional[str], status: str, started: float,
               inputs: Optional[Mapping[str, np.ndarray]] = None,
               outputs: Optional[Mapping[str, np.ndarray]] = None) -> None:
-        """Queues one entry; a background thread turns it into a JSON line, off the request's path."""
+        """Queues one entry; the writer thread turns it into a JSON line, off the request's path."""
         if not self.path or self.sample_rate <= 0 or random.random() >= self.sample_rate:
             return
-        entry: Dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION,
-            "time": _utc_now(),
-            "api": api, "method": method, "model": model, "version": version,
-            "signature": signature, "status": status,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-        }
-        with self._lock:
-            if self._queue is None:
-                self._start()
-            self._queue.handle(logging.makeLogRecord(
-                {"msg": "", "levelno": logging.INFO, "entry": entry, "inputs": inputs, "outputs": outputs}))
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._start()
+        self._pending.append((time.time(), api, method, model, version, signature, status, latency_ms,
+                              inputs, outputs))
+        if len(self._pending) >= self.flush_records:
+            self._wake.set()
 
     def _start(self) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        # The standard library's size-based rotation, fed by its queue listener thread.
-        files = logging.handlers.RotatingFileHandler(self.path, maxBytes=self.max_bytes,
-                                                     backupCount=self.backups, encoding="utf-8")
-        files.setFormatter(_JsonLineFormatter())
-        self._queue = _DeferredQueueHandler(queue.SimpleQueue())
-        self._listener = logging.handlers.QueueListener(self._queue.queue, files)
-        self._listener.start()
+        # Opened here, not by the writer, so the file exists once a request was logged.
+        self._file = open(self.path, "ab")
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            stopping = self._stopping
+            try:
+                self._drain()
+            except Exception:  # noqa: BLE001 - a full disk must not stop the writer or the server
+                log.exception("Request log entries could not be written to %s", self.path)
+            if stopping:
+                self._file.close()
+                return
+
+    def _drain(self) -> None:
+        """Formats every queued entry and appends the lines, rotating before a file outgrows max_bytes."""
+        chunk, size = [], self._file.tell()
+        while self._pending:
+            entry = self._pending.popleft()
+            try:
+                line = (format_entry(*entry) + "\n").encode("utf-8")
+            except Exception:  # noqa: BLE001 - one unloggable request must not lose the others
+                log.exception("A request could not be logged")
+                continue
+            if self.max_bytes > 0 and size > 0 and size + len(line) > self.max_bytes:
+                self._file.write(b"".join(chunk))
+                self._rotate()
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            self._file.write(b"".join(chunk))
+            self._file.flush()
+
+    def _rotate(self) -> None:
+        """requests.jsonl becomes .1, .1 becomes .2, ... up to `backups` (the standard library's scheme)."""
+        self._file.close()
+        for index in range(self.backups - 1, 0, -1):
+            if os.path.exists(f"{self.path}.{index}"):
+                os.replace(f"{self.path}.{index}", f"{self.path}.{index + 1}")
+        if self.backups > 0:
+            os.replace(self.path, f"{self.path}.1")
+        self._file = open(self.path, "ab" if self.backups > 0 else "wb")
 
     def close(self) -> None:
         """Writes what is queued, then closes the file."""
         with self._lock:
-            if self._listener is not None:
-                self._listener.stop()
-                for handler in self._listener.handlers:
-                    handler.close()
-                self._listener = self._queue = None
+            if self._thread is not None:
+                self._stopping = True
+                self._wake.set()
+                self._thread.join()
+                self._thread = self._file = None
 
 
-class _DeferredQueueHandler(logging.handlers.QueueHandler):
-    """Queues the record as it is: the JSON is built in the listener's thread, not the request's."""
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
-
-
-class _JsonLineFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = dict(record.entry)
-        if record.inputs is not None:
-            entry["rows"] = input_rows(_shortest_floats(record.inputs))
-        if record.outputs is not None:
-            outputs = _shortest_floats(record.outputs)
-            entry["outputs"] = payloads.json_rows(dict(outputs)) if _same_length(outputs) else {
-                k: payloads.to_json(v, k) for k, v in outputs.items()}
-        return json.dumps(strict_json(entry), allow_nan=False)
+def format_entry(when: float, api: str, method: str, model: Optional[str], version: Optional[int],
+                 signature: Optional[str], status: str, latency_ms: float,
+                 inputs: Optional[Mapping[str, Any]], outputs: Optional[Mapping[str, Any]]) -> str:
+    """One request's JSON line (the README's "The request log" schema), strict JSON."""
+    entry: Dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "time": _utc(when),
+        "api": api, "method": method, "model": model, "version": version,
+        "signature": signature, "status": status, "latency_ms": latency_ms,
+    }
+    if inputs is not None:
+        entry["rows"] = input_rows(_shortest_floats(inputs))
+    if outputs is not None:
+        outputs = _shortest_floats(outputs)
+        entry["outputs"] = payloads.json_rows(dict(outputs)) if _same_length(outputs) else {
+            k: payloads.to_json(v, k) for k, v in outputs.items()}
+    return json.dumps(strict_json(entry), allow_nan=False)
 
 
 def _shortest_floats(arrays: Mapping[str, Any]) -> Dict[str, Any]:
@@ -152,8 +205,7 @@ def _same_length(arrays: Mapping[str, np.ndarray]) -> bool:
     return len(lengths) == 1 and -1 not in lengths
 
 
-def _utc_now() -> str:
-    now = time.time()
+def _utc(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
 
 

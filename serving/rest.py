@@ -177,7 +177,7 @@ class RestHandler(BaseHTTPRequestHandler):
         if verb == "predict":
             signature_def, _ = loaded.signature(signature_name)
             inputs, row_format = decode_predict(request, signature_def)
-            outputs = loaded.predict(signature_name, inputs)
+            outputs = app.batcher.predict(loaded, signature_name, inputs)
             response = encode_predict(outputs, row_format)
             logged_inputs, logged_outputs = inputs, outputs
         else:

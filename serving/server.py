@@ -6,7 +6,9 @@ be installed on this development machine. This server speaks the same REST and
 gRPC APIs (`serving.rest`, `serving.grpc_service`) over the versions in the
 serving directory, honours models.config (`serving.model_store`), and writes a
 request log (`serving.request_log`), so clients, requests and tests work the
-same against both.
+same against both. Concurrent Predict requests over either API merge into one
+model call (`serving.batching`, `serving.enable_batching`), as TF Serving's
+`--enable_batching` merges them.
 
     with LocalServer.from_config(config) as server:
         print(server.rest_port, server.grpc_port)
@@ -24,6 +26,7 @@ from typing import Optional
 import grpc
 
 from pipeline.config import PipelineConfig
+from serving.batching import Batcher
 from serving.model_store import ModelStore
 from serving.request_log import RequestLog
 from serving.server_files import PROMETHEUS_PATH
@@ -58,8 +61,11 @@ class LocalServer:
 
     def __init__(self, store: ModelStore, host: str = "127.0.0.1", rest_port: int = 8501,
                  grpc_port: int = 8500, max_request_bytes: int = 4 * 1024 * 1024,
-                 request_log: Optional[RequestLog] = None, grpc_workers: int = 16):
+                 request_log: Optional[RequestLog] = None, grpc_workers: int = 16,
+                 batching: bool = True, max_batch_size: int = 32):
         self.store = store
+        # Shared by REST and gRPC: concurrent Predict requests of both merge into one model call.
+        self.batcher = Batcher(batching, max_batch_size)
         self.host = host
         self.max_request_bytes = max_request_bytes
         self.request_log = request_log or RequestLog(None)
@@ -85,6 +91,7 @@ class LocalServer:
                            allow_unavailable_labels=settings.allow_version_labels_for_unavailable_models)
         options = dict(host=settings.host, rest_port=settings.rest_port, grpc_port=settings.grpc_port,
                        max_request_bytes=settings.max_request_bytes,
+                       batching=settings.enable_batching, max_batch_size=settings.max_batch_size,
                        request_log=RequestLog(paths.request_log, settings.request_log_sample_rate,
                                               settings.request_log_max_bytes, settings.request_log_backups))
         options.update(overrides)

@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 import pytest
 
-from serving import versions
+from serving import payloads, versions
 from serving.client import GrpcClient, RestClient, ServingClientError
 from serving.server import LocalServer
 from serving.server_files import CANARY, PREVIOUS, STABLE, serving_paths
@@ -257,21 +257,23 @@ def test_unknown_model_version_label_path_and_big_bodies(served):
 
 def test_request_log_holds_raw_rows_for_skew_detection(served):
     config, server, rest, rpc = served
-    rest.predict([dict(ROW, island="Dream")])
-    rpc.predict([dict(ROW, island="Torgersen")])
+    # A body mass no other test sends marks this test's two rows; lines are written
+    # in batches, up to 0.1 s after their request, so wait for both.
+    rest.predict([dict(ROW, island="Dream", body_mass_g=4321)])
+    rpc.predict([dict(ROW, island="Torgersen", body_mass_g=4321)])
     deadline = time.time() + WAIT_SECONDS
-    entries = []
-    while time.time() < deadline:
+    entries, ours = [], []
+    while time.time() < deadline and len(ours) < 2:
+        time.sleep(0.1)
         with open(serving_paths(config).request_log) as f:
             entries = [json.loads(line) for line in f]
-        if any(e.get("rows", [{}])[0].get("island") == "Torgersen" for e in entries):
-            break
-        time.sleep(0.1)
-    ok = [e for e in entries if e["status"] == "OK" and e["method"] == "predict"]
-    dream = next(e for e in ok if e["api"] == "rest" and e["rows"][0]["island"] == "Dream")
+        ours = [e for e in entries if e["status"] == "OK" and e["method"] == "predict"
+                and e["rows"][0]["body_mass_g"] == 4321]
+    assert [(e["api"], e["rows"][0]["island"]) for e in ours] == [("rest", "Dream"), ("grpc", "Torgersen")]
+    dream = ours[0]
     assert dream["rows"][0]["bill_length_mm"] == pytest.approx(45.1)
     assert dream["outputs"][0]["predicted_class"] in ("Adelie", "Chinstrap", "Gentoo")
-    assert any(e["api"] == "grpc" and e["version"] for e in ok)
+    assert ours[1]["version"]
     assert any(e["status"] == "INVALID_ARGUMENT" for e in entries)  # errors are logged too
 
 
@@ -499,3 +501,125 @@ def test_tfxt_serving_serve_answers_curl_style_and_cli_predict(pushed_pipeline, 
     assert process.returncode == 0, f"the server did not stop cleanly on SIGTERM: {process.returncode}"
     assert "Stopped." in remaining_output
     assert (output_dir / "serving_config" / "models.config").exists()
+
+
+def _rows(count):
+    """Distinct raw rows, so that a mixed-up split of a batch's outputs would show."""
+    islands = ("Biscoe", "Dream", "Torgersen")
+    return [dict(ROW, island=islands[i % 3], bill_length_mm=32.5 + 1.7 * i, body_mass_g=3000 + 150 * i,
+                 sex="male" if i % 2 else "female") for i in range(count)]
+
+
+def _concurrently(batcher, loaded, signature_name, requests, monkeypatch):
+    """Each request through `batcher` from a thread of its own; returns results (or errors) and call sizes.
+
+    The first model call waits until every other request is queued behind it (or,
+    without batching, has run), so what merges does not depend on the machine's timing.
+    """
+    from serving import inference
+    from serving.errors import ServingError
+
+    sizes, release, original = [], threading.Event(), inference.LoadedVersion.call
+
+    def call(function, tensors, wanted):
+        sizes.append(int(next(iter(tensors.values())).shape[0]))
+        if len(sizes) == 1:
+            assert release.wait(WAIT_SECONDS)
+        return original(function, tensors, wanted)
+
+    monkeypatch.setattr(inference.LoadedVersion, "call", staticmethod(call))
+    results = [None] * len(requests)
+
+    def run(index):
+        try:
+            results[index] = batcher.predict(loaded, signature_name, requests[index])
+        except ServingError as e:
+            results[index] = e
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    threads[0].start()
+    deadline = time.time() + WAIT_SECONDS
+    while not sizes and time.time() < deadline:
+        time.sleep(0.01)
+    for thread in threads[1:]:
+        thread.start()
+    while time.time() < deadline and len(sizes) < len(requests) and sum(
+            len(lane.waiting) for lane in list(batcher._lanes.values())) < len(requests) - 1:
+        time.sleep(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(WAIT_SECONDS)
+    return results, sizes
+
+
+def test_batched_predictions_equal_unbatched_ones_bit_for_bit(served, monkeypatch):
+    """Issue 14: requests that wait while a call runs are merged into one call and split back by rows."""
+    from serving.batching import Batcher
+
+    config, server, _, _ = served
+    loaded = server.store.resolve(config.pipeline_name)
+    requests = [payloads.raw_columns(_rows(3)[:1 + i % 3]) for i in range(7)]  # 1, 2 or 3 rows each
+    alone = [loaded.predict("serving_raw", r) for r in requests]
+    results, sizes = _concurrently(Batcher(max_batch_size=32), loaded, "serving_raw", requests, monkeypatch)
+    assert sizes == [1, sum(len(r["island"]) for r in requests[1:])]  # the six waiting ones: one call
+    for result, expected in zip(results, alone, strict=True):
+        assert set(result) == set(expected)
+        for name in expected:
+            assert result[name].dtype == expected[name].dtype
+            assert np.array_equal(result[name], expected[name])  # bit for bit, row order kept
+
+
+def test_a_request_the_model_refuses_fails_alone_and_batching_off_merges_nothing(served, monkeypatch):
+    """One bad row in a merged call: its request gets INVALID_ARGUMENT, its neighbours their answers."""
+    from serving.batching import Batcher
+    from serving.errors import ServingError
+
+    config, server, _, _ = served
+    loaded = server.store.resolve(config.pipeline_name)
+    good = [payloads.example_from_row(row).SerializeToString() for row in _rows(5)]
+    requests = [{"examples": np.array([example], dtype=object)} for example in good]
+    requests.insert(3, {"examples": np.array([b"not an example"], dtype=object)})
+    alone = [loaded.predict("serving_default", r) for r in requests[:3] + requests[4:]]
+    results, sizes = _concurrently(Batcher(), loaded, "serving_default", requests, monkeypatch)
+    assert sizes[:2] == [1, 5]  # the merged call failed; then each of its requests ran alone
+    assert isinstance(results[3], ServingError) and results[3].code == grpc.StatusCode.INVALID_ARGUMENT
+    for result, expected in zip(results[:3] + results[4:], alone, strict=True):
+        assert np.array_equal(result["scores"], expected["scores"])
+    # Switched off (serving.enable_batching: false), every request is its own call.
+    results, sizes = _concurrently(Batcher(enabled=False), loaded, "serving_default", requests, monkeypatch)
+    assert sizes == [1] * len(requests)
+    assert isinstance(results[3], ServingError) and not any(
+        isinstance(r, ServingError) for r in results[:3] + results[4:])
+
+
+def test_concurrent_rest_and_grpc_requests_with_malformed_ones_through_the_server(served):
+    """Every good request gets its own rows, whatever merged; the malformed ones get 400/INVALID_ARGUMENT."""
+    config, server, rest, rpc = served
+    assert server.batcher.enabled and server.batcher.max_batch_size == config.serving.max_batch_size
+    rows = _rows(12)
+    expected = [rest.predict([row]).rows for row in rows]
+    outcomes = [None] * (len(rows) + 2)
+
+    def send(index):
+        try:
+            if index == len(rows):  # float64 for a float32 input: TF Serving refuses it
+                columns = dict(payloads.raw_columns([rows[0]]), bill_length_mm=np.array([1.0]))
+                rpc.predict_tensors(columns, signature_name="serving_raw")
+            elif index == len(rows) + 1:
+                instance = dict(payloads.json_rows(payloads.raw_columns([rows[0]]))[0], bill_length_mm="long")
+                rest.call("POST", rest.model_path() + ":predict",
+                          {"signature_name": "serving_raw", "instances": [instance]})
+            else:
+                outcomes[index] = (rest if index % 2 else rpc).predict([rows[index]]).rows
+                return
+        except ServingClientError as e:
+            outcomes[index] = e.code
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(outcomes))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT_SECONDS)
+    assert outcomes[:len(rows)] == expected
+    assert outcomes[len(rows):] == ["INVALID_ARGUMENT", "INVALID_ARGUMENT"]
+    assert rpc.predict([ROW]).rows == rest.predict([ROW]).rows  # still serving

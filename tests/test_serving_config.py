@@ -8,6 +8,7 @@ missing or unblessed version.
 
 import json
 import os
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -302,3 +303,30 @@ def test_serving_model_sits_between_the_evaluator_and_the_pusher(tmp_path):
     assert serving_model.exec_properties["model_name"] == "penguin"
     assert pusher.inputs["model"].producer_component_id == "ServingModel"
     assert pusher.inputs["model_blessing"].producer_component_id == "Evaluator"
+
+
+def test_request_log_writes_in_batches_and_close_writes_the_rest(tmp_path):
+    """The writer wakes when `flush_records` entries wait (or after flush_seconds), not per request."""
+    import numpy as np
+
+    from serving.request_log import RequestLog
+
+    path = tmp_path / "requests.jsonl"
+    log = RequestLog(str(path), flush_seconds=3600, flush_records=4)
+    inputs = {"island": np.array([b"Dream"], dtype=object), "body_mass_g": np.array([3500], np.int64)}
+    outputs = {"scores": np.array([[0.25, 0.75]], np.float32)}
+    log.write("grpc", "predict", "penguin", 3, "serving_raw", "OK", 0.0, inputs, outputs)
+    assert path.exists() and path.read_text() == ""  # queued, not written per request
+    for _ in range(3):
+        log.write("grpc", "predict", "penguin", 3, "serving_raw", "OK", 0.0, inputs, outputs)
+    deadline = time.time() + 30
+    while len(path.read_text().splitlines()) < 4 and time.time() < deadline:
+        time.sleep(0.01)
+    assert len(path.read_text().splitlines()) == 4  # the fourth entry woke the writer
+    log.write("rest", "predict", "penguin", 3, None, "INVALID_ARGUMENT", 0.0)
+    log.close()
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(entries) == 5 and entries[-1]["status"] == "INVALID_ARGUMENT" and "rows" not in entries[-1]
+    assert entries[0]["rows"] == [{"island": "Dream", "body_mass_g": 3500}]
+    assert entries[0]["outputs"] == [{"scores": [0.25, 0.75]}]
+    assert entries[0]["time"].endswith("Z") and entries[0]["latency_ms"] > 0

@@ -151,12 +151,21 @@ def main(argv=None) -> None:
                         help="a pipeline root with a Transform output (default: this checkout's `make run`)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every variant")
     parser.add_argument("--baseline", help="another checkout of this template, run with its defaults")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"which of {', '.join(VARIANTS)} to run (comma-separated; default all)")
+    parser.add_argument("--section", default="trainer",
+                        help="the BENCHMARKS.md section to write (another keeps the default one)")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process's variant (JSON overrides)
     args = parser.parse_args(argv)
     if args.one is not None:
         print("RESULT " + json.dumps(measure_one(args.pipeline_root, json.loads(args.one))), flush=True)
         return
-    variants = [(label, REPO_ROOT, overrides) for label, overrides in VARIANTS.items()]
+    chosen = [label for label in args.variants.split(",") if label]
+    unknown = sorted(set(chosen) - set(VARIANTS))
+    if unknown or "default" not in chosen:
+        parser.error(f"--variants must include default and name only {', '.join(VARIANTS)}; "
+                     f"got {args.variants}")
+    variants = [(label, REPO_ROOT, VARIANTS[label]) for label in chosen]
     if args.baseline:
         variants.append((f"baseline ({os.path.basename(os.path.abspath(args.baseline))})",
                          os.path.abspath(args.baseline), {}))
@@ -168,7 +177,8 @@ def main(argv=None) -> None:
             print(f"round {round_index + 1} {label}: {results[label][-1]}", flush=True)
     after = " ".join(f"{x:.1f}" for x in os.getloadavg())
     command = "python -m bench trainer " + " ".join(a for a in (argv or []) if a)
-    write_section("trainer", "Trainer step time on the penguin data (default model, 300 steps)",
+    title = "Trainer step time on the penguin data (default model, 300 steps)"
+    write_section(args.section, title if args.section == "trainer" else f"{title} ({args.section})",
                   command.strip(), render(results, f"{before} / {after}"))
 
 

@@ -152,7 +152,7 @@ def train(args: TrainingArgs, tf_transform_output, train_dataset_fn, eval_datase
             model, base_model, vocabularies(tf_transform_output) if base_model else {})
         # Adam's slot variables, created now rather than inside the first step: a tf.function
         # that creates variables is traced twice, and tracing was most of the first step
-        # (BENCHMARKS.md, "Trainer step time").
+        # (BENCHMARKS.md, "Goal 4: the Trainer's ms/step").
         model.optimizer.build(model.trainable_variables)
     chief = distribution.is_chief(strategy)
     if log_dir and chief:

@@ -34,9 +34,10 @@ class Hyperparameters:
     eval_steps: int = 20
     # Training steps Keras runs per call into TensorFlow (`Model.compile(steps_per_execution=)`).
     # The default model's step is a fraction of a millisecond of work; one Python round trip per
-    # step cost as much again (BENCHMARKS.md, "Trainer step time"). Results do not depend on it:
-    # the steps, their order and their batches are the same. Callbacks see one batch end per
-    # execution; a value that does not divide train_steps ends with one shorter execution.
+    # step cost as much again (BENCHMARKS.md, "Goal 4: the Trainer's ms/step"). Results do not
+    # depend on it: the steps, their order and their batches are the same. Callbacks see one
+    # batch end per execution; a value that does not divide train_steps ends with one shorter
+    # execution.
     steps_per_execution: int = 25
 
 

@@ -26,6 +26,7 @@ def build_model(
     hidden_units: Sequence[int] = (16, 8),
     learning_rate: float = 0.01,
     dropout: float = 0.0,
+    steps_per_execution: int = 1,
 ) -> tf.keras.Model:
     """A compiled classifier over transformed features.
 
@@ -36,6 +37,7 @@ def build_model(
       hidden_units: sizes of the hidden Dense layers.
       learning_rate: Adam's learning rate.
       dropout: dropout rate after each hidden layer (0 disables it).
+      steps_per_execution: training steps per call of Keras's compiled train function.
     """
     inputs = {}
     parts = []
@@ -55,6 +57,7 @@ def build_model(
         optimizer=tf.keras.optimizers.Adam(learning_rate),
         loss=tf.keras.losses.SparseCategoricalCrossentropy(),
         metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=steps_per_execution,
     )
     return model
 

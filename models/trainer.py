@@ -108,6 +108,7 @@ def model_from_transform_output(tf_transform_output, hyperparameters: Hyperparam
         hidden_units=hyperparameters.hidden_units,
         learning_rate=hyperparameters.learning_rate,
         dropout=hyperparameters.dropout,
+        steps_per_execution=hyperparameters.steps_per_execution,
     )
 
 
@@ -140,11 +141,19 @@ def train(args: TrainingArgs, tf_transform_output, train_dataset_fn, eval_datase
         tf.config.experimental.enable_op_determinism()
     strategy = distribution.make_strategy(args.strategy)
     global_batch_size = args.hyperparameters.batch_size * strategy.num_replicas_in_sync
+    # More steps per execution than there are steps would only be cut back by Keras; clipping
+    # here keeps the logged value true.
+    hyperparameters = dataclasses.replace(args.hyperparameters, steps_per_execution=min(
+        args.hyperparameters.steps_per_execution, train_steps))
     with strategy.scope():
-        model = model_from_transform_output(tf_transform_output, args.hyperparameters)
+        model = model_from_transform_output(tf_transform_output, hyperparameters)
         # The vocabularies are read only when there is a base model to compare them with.
         started = warm_start_lib.warm_start(
             model, base_model, vocabularies(tf_transform_output) if base_model else {})
+        # Adam's slot variables, created now rather than inside the first step: a tf.function
+        # that creates variables is traced twice, and tracing was most of the first step
+        # (BENCHMARKS.md, "Goal 4: the Trainer's ms/step").
+        model.optimizer.build(model.trainable_variables)
     chief = distribution.is_chief(strategy)
     if log_dir and chief:
         write_warm_start(log_dir, started)
@@ -160,9 +169,9 @@ def train(args: TrainingArgs, tf_transform_output, train_dataset_fn, eval_datase
         fit_kwargs.update(validation_data=_shard_by_data(eval_dataset_fn(global_batch_size)),
                           validation_steps=eval_steps)
     logging.getLogger(__name__).info(
-        "%s: training with %s on %d replica(s), global batch size %d, %d steps",
+        "%s: training with %s on %d replica(s), global batch size %d, %d steps, %d per execution",
         distribution.task_name(strategy), args.strategy, strategy.num_replicas_in_sync,
-        global_batch_size, train_steps)
+        global_batch_size, train_steps, hyperparameters.steps_per_execution)
     model.fit(train_data, **fit_kwargs)
     return (model, strategy) if return_strategy else model
 

@@ -32,6 +32,13 @@ class Hyperparameters:
     batch_size: int = 32
     train_steps: int = 300
     eval_steps: int = 20
+    # Training steps Keras runs per call into TensorFlow (`Model.compile(steps_per_execution=)`).
+    # The default model's step is a fraction of a millisecond of work; one Python round trip per
+    # step cost as much again (BENCHMARKS.md, "Goal 4: the Trainer's ms/step"). Results do not
+    # depend on it: the steps, their order and their batches are the same. Callbacks see one
+    # batch end per execution; a value that does not divide train_steps ends with one shorter
+    # execution.
+    steps_per_execution: int = 25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -369,7 +376,7 @@ def validate(config: PipelineConfig) -> None:
         raise ConfigError(
             f"Unknown strategy {config.strategy!r}: choose one of {', '.join(STRATEGIES)}.")
     hp = config.hyperparameters
-    for name in ("batch_size", "train_steps", "eval_steps"):
+    for name in ("batch_size", "train_steps", "eval_steps", "steps_per_execution"):
         if getattr(hp, name) < 1:
             raise ConfigError(f"hyperparameters.{name} must be at least 1, got {getattr(hp, name)}.")
     if not math.isfinite(hp.learning_rate) or hp.learning_rate <= 0:

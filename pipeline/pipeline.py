@@ -129,6 +129,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
                 "hidden_units": list(hp.hidden_units),
                 "dropout": hp.dropout,
                 "batch_size": hp.batch_size,
+                "steps_per_execution": hp.steps_per_execution,
             },
             "strategy": config.strategy,
             "seed": config.seed,

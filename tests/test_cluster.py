@@ -21,8 +21,10 @@ from tests.conftest import DATA_ROOT
 
 pytestmark = pytest.mark.e2e
 
-# Few steps keep each cluster within tens of seconds; enough to beat chance.
-HYPERPARAMETERS = Hyperparameters(train_steps=25, eval_steps=5, batch_size=32, learning_rate=0.03)
+# Few steps keep each cluster within tens of seconds; enough to beat chance. 10 steps per
+# execution do not divide 25, so every strategy also runs Keras's shorter last execution (5).
+HYPERPARAMETERS = Hyperparameters(train_steps=25, eval_steps=5, batch_size=32, learning_rate=0.03,
+                                  steps_per_execution=10)
 CLUSTER_TIMEOUT_SECONDS = 420
 
 
@@ -63,6 +65,13 @@ def accuracy_of(serving_model_dir) -> float:
     return sum(p == r[features.LABEL_KEY] for p, r in zip(predicted, rows, strict=True)) / len(rows)
 
 
+def steps_trained(serving_model_dir) -> int:
+    """The optimizer's step count saved with the model: the training steps that ran."""
+    import tensorflow as tf
+
+    return int(tf.saved_model.load(serving_model_dir).optimizer.iterations.numpy())
+
+
 def assert_reaped(tasks):
     """Every task was waited for and nothing is left in its process group."""
     for task in tasks:
@@ -89,6 +98,7 @@ def test_cluster_trains_a_model_that_loads_and_predicts(transform_outputs, tmp_p
     # Only the chief wrote the serving model; the other workers wrote to scratch.
     assert os.listdir(tmp_path / "serving_model")
     assert accuracy_of(job.serving_model_dir) > 0.6
+    assert steps_trained(job.serving_model_dir) == HYPERPARAMETERS.train_steps
     leftovers = glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "tfxt-worker-*"))
     assert not [p for p in leftovers if os.path.getmtime(p) > time.time() - CLUSTER_TIMEOUT_SECONDS]
 
@@ -98,9 +108,11 @@ def test_mirrored_trains_on_two_cpu_replicas_with_a_doubled_global_batch(transfo
     cluster.run_cluster(job, workers=1, ps=0, work_dir=str(tmp_path / "logs"),
                         timeout_seconds=CLUSTER_TIMEOUT_SECONDS)
     assert accuracy_of(job.serving_model_dir) > 0.6
+    assert steps_trained(job.serving_model_dir) == HYPERPARAMETERS.train_steps
     with open(tmp_path / "logs" / "chief-0.log") as f:
         log = f.read()
-    assert f"on 2 replica(s), global batch size {2 * HYPERPARAMETERS.batch_size}" in log
+    assert (f"on 2 replica(s), global batch size {2 * HYPERPARAMETERS.batch_size}, 25 steps, "
+            "10 per execution") in log
 
 
 def test_a_worker_killed_mid_training_fails_the_run_naming_it(transform_outputs, tmp_path):

@@ -49,6 +49,8 @@ def test_fingerprint_changes_with_any_value(tmp_path):
     ({"trainig_steps": 3}, "Unknown field(s) in config: trainig_steps"),
     ({"hyperparameters": {"train_steps": "many"}}, "hyperparameters.train_steps must be a number"),
     ({"hyperparameters": {"train_steps": 0}}, "hyperparameters.train_steps must be at least 1"),
+    ({"hyperparameters": {"steps_per_execution": 0}},
+     "hyperparameters.steps_per_execution must be at least 1, got 0"),
     ({"hyperparameters": {"learning_rate": -1}}, "learning_rate must be a positive number"),
     ({"hyperparameters": {"learning_rate": float("nan")}},
      "learning_rate must be a positive number, got nan"),

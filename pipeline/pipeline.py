@@ -38,7 +38,7 @@ from tfx.types.standard_artifacts import Model, ModelBlessing
 from models import features
 from pipeline import mlmd
 from pipeline.code_fingerprint import code_fingerprint
-from pipeline.components import drift_gate, slice_gate
+from pipeline.components import class_metrics, drift_gate, slice_gate
 from pipeline.components import example_gen as csv_example_gen
 from pipeline.components.anomalies_gate import AnomaliesGate
 from pipeline.components.baseline_resolver import (
@@ -308,11 +308,10 @@ def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
                 tfma_config.MetricConfig(class_name="SparseCategoricalAccuracy",
                                          config=json.dumps({"name": "accuracy"})),
             ]),
-            tfma_config.MetricsSpec(
-                binarize=tfma_config.BinarizationOptions(
-                    class_ids={"values": list(range(len(features.LABEL_CLASSES)))}),
-                metrics=[tfma_config.MetricConfig(class_name="Precision"),
-                         tfma_config.MetricConfig(class_name="Recall")],
-            ),
+            # Each class's precision and recall, with the keys of TFMA's binarized Precision and
+            # Recall, counted in one pass (pipeline/components/class_metrics.py says why).
+            tfma_config.MetricsSpec(metrics=[tfma_config.MetricConfig(
+                class_name=class_metrics.ClassPrecisionRecall.__name__, module=class_metrics.__name__,
+                config=json.dumps({"class_ids": list(range(len(features.LABEL_CLASSES)))}))]),
         ],
     )

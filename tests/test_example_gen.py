@@ -186,3 +186,63 @@ def test_a_value_that_does_not_fit_its_type_names_file_row_and_column(tmp_path, 
         list(example_gen.read_examples(path, schema_types))
     message = str(raised.value)
     assert says in message and path in message and "data row 2" in message and "\n" not in message
+
+
+def _deterministic(record: bytes) -> bytes:
+    return tf.train.Example.FromString(record).SerializeToString(deterministic=True)
+
+
+def test_examples_are_protobufs_deterministic_bytes_on_the_bundled_spans(schema_types):
+    # The bytes are the hash split's key: they must be protobuf's, not only parse to the same example.
+    paths = sorted(tf.io.gfile.glob(os.path.join(DATA_ROOT, "span-*", "*.csv")))
+    records = [record for path in paths for record in example_gen.read_examples(path, schema_types)]
+    assert len(records) == 344
+    assert records == [_deterministic(record) for record in records]
+
+
+def _wide_cell(rng, kind, row):
+    """One generated cell of a column of `kind`; about one in six is blank."""
+    import math
+
+    if rng.random() < 1 / 6:
+        return ""
+    if kind == "INT":
+        return str(rng.choice([0, 1, -1, 127, 128, 300, -300, 2**31, 2**62, -(2**63), 2**63 - 1,
+                               rng.randrange(-10**12, 10**12)]))
+    if kind == "FLOAT":
+        # Finite float32 values only: an infinite FLOAT stops the run and NaN reads as a blank.
+        return repr(rng.choice([0.0, -0.0, 1.5, -2.25, 1e-45, 3.4e38, -3.4e38, math.pi,
+                                rng.uniform(-1e6, 1e6)]))
+    return rng.choice(["Biscoe", "m\u00e4nnlich", "\u4f01\u9e45", "\U0001f427 penguin", "NA", " padded ",
+                       "comma, inside", "x" * 300, f"row {row}"])
+
+
+def test_examples_are_protobufs_deterministic_bytes_on_a_wide_generated_csv(tmp_path):
+    import csv as csv_module
+    import random
+
+    import numpy as np
+
+    rng = random.Random(7)
+    # Unsorted names, long and non-ASCII ones; three columns the schema lacks (types inferred).
+    kinds = {f"{kind.lower()}_{index}": kind for index in range(6) for kind in ("INT", "FLOAT", "BYTES")}
+    kinds.update({"\u00fcberlang_" + "n" * 150: "BYTES", "Zeta": "FLOAT", "alpha": "INT"})
+    names = sorted(kinds, key=lambda name: rng.random())
+    schema_types = {name: kind for name, kind in kinds.items() if name not in ("Zeta", "alpha", "bytes_5")}
+    rows = [[_wide_cell(rng, kinds[name], row) for name in names] for row in range(20_000)]
+    path = tmp_path / "wide.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv_module.writer(f).writerows([names, *rows])
+    records = list(example_gen.read_examples(str(path), schema_types))
+    assert len(records) == len(rows) > 2 * example_gen.BATCH_ROWS  # several batches
+    assert records == [_deterministic(record) for record in records]
+    for record, row in zip(records[::97], rows[::97], strict=True):  # and the values are the CSV's
+        example = tf.train.Example.FromString(record)
+        for name, cell in zip(names, row, strict=True):
+            values = _values(example, name)
+            if kinds[name] == "INT" or cell == "":
+                assert values == ([int(cell)] if cell else []), name
+            elif kinds[name] == "FLOAT":
+                np.testing.assert_array_equal(values, [np.float32(float(cell))], err_msg=name)
+            else:
+                assert values == [cell.encode("utf-8")], name

@@ -23,10 +23,11 @@ What this executor does instead, before the Beam job starts (`check_headers`):
 
 Inside the Beam job (`read_examples`), each file is parsed column by column with pyarrow's CSV
 reader, typed by the schema (FLOAT, INT, BYTES as UTF-8 text); a column the schema does not have is
-typed INT, FLOAT or BYTES from its values. tfx-bsl's C++ encoder turns the columns into tf.Examples.
-A blank cell becomes an empty value list, as in TFX's source. Examples are re-serialized
-deterministically, which is also the key of ExampleGen's hash split, so the same rows land in the
-same split as before. A value that does not fit its type stops the run naming file, row and column.
+typed INT, FLOAT or BYTES from its values. `example_bytes.serialize` writes the columns as
+tf.Examples, serialized deterministically (features sorted by name, as protobuf's deterministic
+serialization does): those bytes are the key of ExampleGen's hash split, so the same rows land in
+the same split as before. A blank cell becomes an empty value list, as in TFX's source. A value
+that does not fit its type stops the run naming file, row and column.
 """
 
 import csv
@@ -42,9 +43,11 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
+from pipeline.components import example_bytes
 from pipeline.components.anomalies_gate import DataValidationError
 
-# Rows per record batch handed to the encoder: large enough to amortise the C++ call.
+# Rows serialized at a time: enough to amortise numpy's per-call cost, few enough that the
+# index arrays `example_bytes` builds (8 bytes per output byte) stay small.
 BATCH_ROWS = 8192
 SCHEMA_PATH_KEY = "schema_path"
 
@@ -126,7 +129,6 @@ def check_headers(paths: Sequence[str], schema_columns: Sequence[str]) -> Dict[s
 def read_examples(path: str, schema_types: Dict[str, str]) -> Iterator[bytes]:
     """Serialized tf.Examples of one CSV file, in row order, typed by `schema_types`."""
     import pyarrow as pa
-    from tfx_bsl.coders import example_coder
 
     with fileio.open(path, "rb") as f:
         data = f.read()
@@ -141,9 +143,8 @@ def read_examples(path: str, schema_types: Dict[str, str]) -> Iterator[bytes]:
         raise CsvFileError(_explain_bad_cell(path, data, columns, schema_types, error))
     _check_finite(path, table, schema_types)
     lists = [_as_lists(table.column(name).combine_chunks(), name in schema_types) for name in columns]
-    batch = pa.RecordBatch.from_arrays(lists, columns)
-    for start in range(0, batch.num_rows, BATCH_ROWS):
-        yield from _canonical(example_coder.RecordBatchToExamples(batch.slice(start, BATCH_ROWS)))
+    for start in range(0, table.num_rows, BATCH_ROWS):
+        yield from example_bytes.serialize(columns, [values.slice(start, BATCH_ROWS) for values in lists])
 
 
 def _arrow_float():
@@ -227,15 +228,6 @@ def _infer_values(column):
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
     return column
-
-
-def _canonical(serialized: List[bytes]) -> Iterator[bytes]:
-    # The encoder writes features in its own map order; ExampleGen's hash split keys on the
-    # deterministic serialization, so rows keep the split they had with TFX's own source.
-    from tensorflow.core.example import example_pb2
-
-    for record in serialized:
-        yield example_pb2.Example.FromString(record).SerializeToString(deterministic=True)
 
 
 def _explain_bad_cell(path: str, data: bytes, columns: List[str], schema_types: Dict[str, str],

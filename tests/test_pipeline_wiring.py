@@ -1,5 +1,7 @@
 """The pipeline's components and their wiring, without running anything."""
 
+import json
+
 import pytest
 import tensorflow_model_analysis as tfma
 from tfx.proto import pusher_pb2
@@ -104,8 +106,11 @@ def test_eval_config_slices_and_gates_derive_from_features(config):
     assert list(overall.slicing_specs) == [tfma.SlicingSpec()]
     assert overall.threshold.value_threshold.lower_bound.value == config.thresholds.min_accuracy
     assert overall.threshold.change_threshold.absolute.value == -config.thresholds.max_accuracy_drop
-    class_ids = list(evaluation.metrics_specs[1].binarize.class_ids.values)
-    assert class_ids == list(range(len(features.LABEL_CLASSES)))
+    # Per-class precision and recall for every label class (ClassPrecisionRecall, by module path).
+    (per_class,) = evaluation.metrics_specs[1].metrics
+    assert (per_class.module, per_class.class_name) == ("pipeline.components.class_metrics",
+                                                        "ClassPrecisionRecall")
+    assert json.loads(per_class.config)["class_ids"] == list(range(len(features.LABEL_CLASSES)))
 
 
 def test_pipeline_is_a_pure_function_of_the_config(config):

@@ -41,8 +41,8 @@ def check_features(module: Optional[ModuleType] = None) -> None:
                 raise ConfigError(f"{WHERE}: column {key!r} is in both {seen[key]} and {name}; "
                                   "list each column once.")
             seen[key] = name
-    _check_subset("INT_FEATURE_KEYS", module.INT_FEATURE_KEYS, "NUMERIC_FEATURE_KEYS", numeric,
-                  "the numeric columns holding whole numbers")
+    # INT_FEATURE_KEYS is not checked here: the README's adaptation steps set it only after the
+    # first run, from what `tfxt schema refresh` prints, and the data gate names any mismatch.
     _check_subset("CATEGORY_VALUES", module.CATEGORY_VALUES, "CATEGORICAL_FEATURE_KEYS", categorical,
                   "each categorical column's known values")
     _check_subset("SLICE_KEYS", module.SLICE_KEYS, "CATEGORICAL_FEATURE_KEYS or PASSTHROUGH_KEYS",

@@ -40,6 +40,17 @@ class Hyperparameters:
     # execution.
     steps_per_execution: int = 25
 
+    def trainer_values(self) -> Dict[str, Any]:
+        """What the Trainer's custom_config carries (steps go in its TrainArgs/EvalArgs instead).
+
+        One definition for the pipeline and the loopback cluster jobs, which both hand it to
+        `models.trainer.TrainingArgs.from_custom_config`.
+        """
+        values = dataclasses.asdict(self)
+        del values["train_steps"], values["eval_steps"]
+        values["hidden_units"] = list(self.hidden_units)
+        return values
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalThresholds:

@@ -124,13 +124,7 @@ def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
         # `models.trainer` falls back to a cold start when it no longer fits.
         base_model=served_model_resolver.outputs["model"] if config.lifecycle.warm_start else None,
         custom_config={
-            "hyperparameters": {
-                "learning_rate": hp.learning_rate,
-                "hidden_units": list(hp.hidden_units),
-                "dropout": hp.dropout,
-                "batch_size": hp.batch_size,
-                "steps_per_execution": hp.steps_per_execution,
-            },
+            "hyperparameters": hp.trainer_values(),
             "strategy": config.strategy,
             "seed": config.seed,
             "deterministic_ops": config.deterministic_ops,

@@ -64,9 +64,7 @@ class TrainingJob:
 
     def custom_config(self) -> Dict[str, Any]:
         hp = self.hyperparameters
-        return {"hyperparameters": {"learning_rate": hp.learning_rate, "hidden_units": list(hp.hidden_units),
-                                    "dropout": hp.dropout, "batch_size": hp.batch_size,
-                                    "steps_per_execution": hp.steps_per_execution},
+        return {"hyperparameters": hp.trainer_values(),
                 "strategy": self.strategy, "seed": self.seed,
                 "deterministic_ops": self.deterministic_ops}
 

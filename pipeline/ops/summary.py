@@ -32,7 +32,7 @@ class RunSummary:
     pushed_path: Optional[str]
     # True when the blessed model was already served and not copied again.
     already_serving: bool = False
-    # True when the pushed version's folder is gone from the serving directory (deleted after the
+    # True when this run's Pusher was cached and the version's folder is gone (deleted after the
     # run that pushed it): a cached Pusher does not copy it again, so nothing serves it.
     pushed_missing: bool = False
     # Label class names by class id, from Transform's label vocabulary.
@@ -48,6 +48,8 @@ class RunSummary:
 
 def summarize(config: PipelineConfig, run_id: Optional[str] = None) -> Optional[RunSummary]:
     """The summary of run `run_id` (default: the latest), or None if there is none."""
+    from tfx.dsl.io import fileio
+
     store = mlmd.open_store(config)
     ids = mlmd.run_ids(store, config.pipeline_name)
     if not ids:
@@ -74,17 +76,13 @@ def summarize(config: PipelineConfig, run_id: Optional[str] = None) -> Optional[
             # A cached Pusher copied nothing in this run: an earlier run pushed this model.
             summary.already_serving = pusher.state == "CACHED" or (
                 pushed.get("already_serving") is not None and pushed["already_serving"].int_value == 1)
-            summary.pushed_missing = not _exists(summary.pushed_path)
+            # Only a cached Pusher's: a run that copied the version did push it, even if a later
+            # clean-up removed it, and its record must keep saying so.
+            summary.pushed_missing = pusher.state == "CACHED" and not fileio.exists(summary.pushed_path)
     transform = summary.node("Transform")
     if transform and transform.outputs.get("transform_graph"):
         summary.class_names = read_class_names(transform.outputs["transform_graph"][0].uri)
     return summary
-
-
-def _exists(path: str) -> bool:
-    from tfx.dsl.io import fileio
-
-    return fileio.exists(path)
 
 
 def read_class_names(transform_graph_uri: str) -> List[str]:

@@ -62,8 +62,12 @@ def test_a_missing_name_says_where_to_copy_it_from():
 
 def test_the_local_runner_stops_before_tensorflow_work(monkeypatch, capsys):
     """`make run` checks the features file right after the config: exit 2, one line, no pipeline."""
-    from runners import local_runner
+    from runners import local_runner, startup
 
+    def heavy_imports_started():
+        raise AssertionError("the features file was checked only after the heavy imports began")
+
+    monkeypatch.setattr(startup, "defer_tfx_components", heavy_imports_started)
     monkeypatch.setattr(features, "SLICE_KEYS", "island")
     assert local_runner.main(["--force"]) == 2
     err = capsys.readouterr().err

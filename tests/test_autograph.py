@@ -4,32 +4,19 @@ Converting it made the Trainer's first step take 25-79 s; these tests count what
 converts while `models.trainer.train` runs a few steps on in-memory data.
 """
 
-import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.python.autograph.core import config as autograph_config
 from tensorflow.python.autograph.impl import api as autograph_api
 
-from models import features, trainer
+from models import trainer
 from pipeline.config import Hyperparameters
 from pipeline.training import autograph
-
-
-class _TransformOutput:
-    """The one method `models.trainer.model_from_transform_output` asks of TFTransformOutput."""
-
-    def vocabulary_size_by_name(self, name):
-        return 3
+from tests import tiny_training
 
 
 def _dataset(batch_size):
-    n = 24
-    labels = np.arange(n) % 3
-    inputs = {features.transformed_name(k): (labels + 0.1).astype("float32")[:, None]
-              for k in features.NUMERIC_FEATURE_KEYS}
-    inputs.update({features.transformed_name(k): (labels % 3)[:, None].astype("int64")
-                   for k in features.CATEGORICAL_FEATURE_KEYS})
-    return tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(batch_size).repeat()
+    return tiny_training.dataset(batch_size, rows=24, spread=False)
 
 
 @pytest.fixture
@@ -50,7 +37,8 @@ def converted_modules(monkeypatch):
 
 def test_training_converts_no_tf_keras_code(converted_modules):
     args = trainer.TrainingArgs(Hyperparameters(batch_size=8, hidden_units=(4,)), deterministic_ops=False)
-    model = trainer.train(args, _TransformOutput(), _dataset, _dataset, train_steps=2, eval_steps=1)
+    model = trainer.train(args, tiny_training.TransformOutput(), _dataset, _dataset, train_steps=2,
+                          eval_steps=1)
     assert model.optimizer.iterations.numpy() == 2
     # A tf.function's own Python function is always converted (Keras's train_function and
     # test_function closures); nothing they call from tf-keras may be.

@@ -10,32 +10,17 @@ tests/test_cluster.py.
 import numpy as np
 import tensorflow as tf
 
-from models import features, trainer
+from models import trainer
 from pipeline.config import Hyperparameters
-
-
-class _TransformOutput:
-    """The one method `models.trainer.model_from_transform_output` asks of TFTransformOutput."""
-
-    def vocabulary_size_by_name(self, name):
-        return 3
-
-
-def _dataset(batch_size):
-    n = 48
-    labels = np.arange(n) % 3
-    inputs = {features.transformed_name(k): (labels + np.linspace(0, 1, n)).astype("float32")[:, None]
-              for k in features.NUMERIC_FEATURE_KEYS}
-    inputs.update({features.transformed_name(k): (labels % 3)[:, None].astype("int64")
-                   for k in features.CATEGORICAL_FEATURE_KEYS})
-    return tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(batch_size).repeat()
+from tests import tiny_training
 
 
 def _train(steps_per_execution, train_steps, tmp_path=None):
     args = trainer.TrainingArgs(Hyperparameters(batch_size=8, hidden_units=(4,), learning_rate=0.05,
                                                 steps_per_execution=steps_per_execution),
                                 deterministic_ops=False)
-    return trainer.train(args, _TransformOutput(), _dataset, _dataset, train_steps=train_steps,
+    data = tiny_training.dataset
+    return trainer.train(args, tiny_training.TransformOutput(), data, data, train_steps=train_steps,
                          eval_steps=3, log_dir=str(tmp_path) if tmp_path else None)
 
 
@@ -60,7 +45,7 @@ def test_callbacks_that_count_batches_see_the_last_batch():
     batch_ends = []
     counter = tf.keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: batch_ends.append(batch))
-    model.fit(_dataset(8), steps_per_epoch=10, epochs=2, verbose=0, callbacks=[counter])
+    model.fit(tiny_training.dataset(8), steps_per_epoch=10, epochs=2, verbose=0, callbacks=[counter])
     # One call per execution (4, 4, then the shorter 2), numbered by the last batch it ran.
     assert batch_ends == [3, 7, 9, 3, 7, 9]
     assert model.optimizer.iterations.numpy() == 4 + 20

@@ -38,7 +38,7 @@ from tfx.types.standard_artifacts import Model, ModelBlessing
 from models import features
 from pipeline import mlmd
 from pipeline.code_fingerprint import code_fingerprint
-from pipeline.components import class_metrics, drift_gate, slice_gate
+from pipeline.components import drift_gate
 from pipeline.components import example_gen as csv_example_gen
 from pipeline.components.anomalies_gate import AnomaliesGate
 from pipeline.components.baseline_resolver import (
@@ -57,6 +57,12 @@ from pipeline.components.tuner import tuner_component
 from pipeline.config import PipelineConfig, span_pattern
 from pipeline.orchestration import beam_pipeline_args
 from pipeline.training.feature_check import check_features
+
+# The Evaluator's own metrics, as (module, class) for TFMA to load when the Evaluator runs.
+# Named, not imported: importing them loads TFMA's whole metrics library (nltk, sacrebleu),
+# about 2 s before the first component could start (runners/startup.py).
+SLICE_GATE_METRIC = ("pipeline.components.slice_gate", "SliceGateAccuracy")
+CLASS_METRICS = ("pipeline.components.class_metrics", "ClassPrecisionRecall")
 
 
 def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
@@ -271,7 +277,7 @@ def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
     ]
     if thresholds.slice_min_accuracy > 0:
         gated_metrics.append(tfma_config.MetricConfig(
-            class_name=slice_gate.SliceGateAccuracy.__name__, module=slice_gate.__name__,
+            class_name=SLICE_GATE_METRIC[1], module=SLICE_GATE_METRIC[0],
             config=json.dumps({"min_examples": thresholds.slice_min_examples}),
             per_slice_thresholds=[tfma_config.PerSliceMetricThreshold(
                 slicing_specs=[tfma_config.SlicingSpec(feature_keys=[key]) for key in features.SLICE_KEYS],
@@ -305,7 +311,7 @@ def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
             # Each class's precision and recall, with the keys of TFMA's binarized Precision and
             # Recall, counted in one pass (pipeline/components/class_metrics.py says why).
             tfma_config.MetricsSpec(metrics=[tfma_config.MetricConfig(
-                class_name=class_metrics.ClassPrecisionRecall.__name__, module=class_metrics.__name__,
+                class_name=CLASS_METRICS[1], module=CLASS_METRICS[0],
                 config=json.dumps({"class_ids": list(range(len(features.LABEL_CLASSES)))}))]),
         ],
     )

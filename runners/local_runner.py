@@ -33,9 +33,9 @@ def main(argv=None) -> int:
         if code is not None:
             return code
     # Heavy imports only once the config is valid, so a bad config fails in a second.
-    from runners.startup import defer_tfx_components
+    from runners.startup import defer_library_inits
 
-    defer_tfx_components()
+    defer_library_inits()
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipeline.ops.run import run_and_report

@@ -1,13 +1,32 @@
 """Start-up of the local entry points (`tfxt run`, `runners/local_runner.py`): fewer imports.
 
-TFX's local orchestrator reaches `tfx.components` through
-`tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy` (for one constant), and
-that package's `__init__` imports every TFX component and with it their libraries: the Tuner's
-KerasTuner (which loads Keras 3 and matplotlib), the InfraValidator's Kubernetes client, and
-more, none of which this pipeline uses. `defer_tfx_components()` makes that `__init__` bind its
-names on first use instead: `from tfx.components import Trainer` still gives TFX's `Trainer`,
-importing only the Trainer's modules. Only an `__init__` made of imports (and `__all__`) is
-deferred; any other statement runs it as it is. Airflow, Beam and Vertex import TFX as usual.
+Three package `__init__`s load far more than building and starting the pipeline needs:
+- `tfx.components`: TFX's local orchestrator reaches it through
+  `tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy` (for one constant), and it
+  imports every TFX component with its libraries: the Tuner's KerasTuner (which loads Keras 3
+  and matplotlib), the InfraValidator's Kubernetes client, and more, none of which this
+  pipeline uses.
+- `tensorflow_model_analysis`: every component spec reaches it for `EvalConfig`, and its
+  `__init__` loads all of TFMA (its evaluators, every metric, with nltk and sacrebleu for the
+  text metrics), about 3 s of CPU before the first component, for a library only the Evaluator
+  runs.
+- `tensorflow_data_validation`: the pipeline reads TFDV's anomalies proto, and TFDV's `__init__`
+  loads its notebook display helpers with IPython (about 1.5 s); the statistics components
+  import the parts of TFDV they run.
+`defer_library_inits()` makes those `__init__`s bind their names on first use instead:
+`from tfx.components import Trainer` still gives TFX's `Trainer`, importing only the Trainer's
+modules, and `tfma.EvalConfig` imports only TFMA's config proto. The Evaluator's executor
+imports what it uses when it runs. Only an `__init__` made of imports (optionally in one
+`try:`), `__all__` and function definitions is deferred; any other statement runs it as it is.
+
+One module is made unavailable instead: `tqdm.notebook`. Google's BigQuery client, which Beam's
+BigQuery connector loads, imports it inside a `try` for notebook progress bars, and it loads
+IPython and ipywidgets (about 1 s). A command-line run draws no notebook widget, and both of its
+importers (BigQuery's client and pandas' gbq) fall back when it is missing. Airflow, Beam and
+Vertex import TFX as usual.
+
+Written here because Python has no switch for it: `importlib.util.LazyLoader` defers a whole
+module until its first attribute, and every component spec touches TFMA's `EvalConfig`.
 """
 
 import ast
@@ -15,19 +34,24 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
-DEFERRED_PACKAGES = ("tfx.components",)
+DEFERRED_PACKAGES = ("tfx.components", "tensorflow_model_analysis", "tensorflow_data_validation")
+UNAVAILABLE_MODULES = ("tqdm.notebook",)
 
 
-def defer_tfx_components() -> None:
-    """Installs the deferral for `DEFERRED_PACKAGES`; call it before TFX is imported."""
+def defer_library_inits() -> None:
+    """Installs the deferral of `DEFERRED_PACKAGES` and hides `UNAVAILABLE_MODULES`; call it
+    before TFX is imported."""
     if not any(isinstance(finder, _DeferringFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _DeferringFinder())
 
 
 class _DeferringFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
+        if fullname in UNAVAILABLE_MODULES:
+            raise ModuleNotFoundError(f"{fullname} is not loaded by a command-line run "
+                                      "(runners/startup.py)", name=fullname)
         if fullname not in DEFERRED_PACKAGES:
             return None
         for finder in sys.meta_path:
@@ -52,16 +76,15 @@ class _DeferredInitLoader(importlib.abc.Loader):
         return None  # the default module, with the spec's __path__
 
     def exec_module(self, module) -> None:
-        names = _imported_names(self.origin)
-        if names is None:
+        parsed = _parse_init(self.origin)
+        if parsed is None:
             self.loader.exec_module(module)
             return
+        names, star_sources, definitions = parsed
+        exec(compile(definitions, self.origin, "exec"), vars(module))
 
         def __getattr__(name):
-            if name not in names:
-                raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
-            source, attribute = names[name]
-            value = getattr(importlib.import_module(source), attribute)
+            value = _resolve(module.__name__, names, star_sources, name)
             setattr(module, name, value)
             return value
 
@@ -71,21 +94,58 @@ class _DeferredInitLoader(importlib.abc.Loader):
         module.__dir__ = lambda: sorted(set(vars(module)) | set(names))
 
 
-def _imported_names(path: str) -> "Dict[str, Tuple[str, str]] | None":
-    """name -> (module, attribute) for an `__init__` of absolute imports, `__all__` and a
-    docstring; None when it holds anything else."""
+def _resolve(package: str, names: Dict[str, Tuple[str, str]], star_sources: List[str], name: str):
+    """What the `__init__` would have bound to `name`: its import, or a star import's name."""
+    if name in names:
+        source, attribute = names[name]
+        if source != package:  # (the package's own submodules: its getattr would come back here)
+            source_module = importlib.import_module(source)
+            if hasattr(source_module, attribute):
+                return getattr(source_module, attribute)
+        return importlib.import_module(f"{source}.{attribute}")  # `from x import submodule`
+    for source in reversed(star_sources):  # the last star import of a name wins, as in the init
+        source_module = importlib.import_module(source)
+        if not name.startswith("_") and hasattr(source_module, name):
+            return getattr(source_module, name)
+    # A submodule the full `__init__` imports on the way (TFDV's `tfdv.coders`).
+    if not name.startswith("_") and importlib.util.find_spec(f"{package}.{name}") is not None:
+        return importlib.import_module(f"{package}.{name}")
+    raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+
+def _parse_init(path: str) -> "Tuple[Dict[str, Tuple[str, str]], List[str], ast.Module] | None":
+    """For an `__init__` of absolute imports (at top level or in one `try:` whose handlers
+    only report), `__all__`, function definitions and a docstring: name -> (module,
+    attribute), the star-imported modules, and the function definitions to run at once.
+    None when it holds anything else."""
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
     names: Dict[str, Tuple[str, str]] = {}
-    for node in tree.body:
+    star_sources: List[str] = []
+    definitions = ast.Module(body=[], type_ignores=[])
+    statements = list(tree.body)
+    tries = [node for node in statements if isinstance(node, ast.Try)]
+    if len(tries) == 1 and not tries[0].orelse and not tries[0].finalbody:
+        # The handler (TFMA's prints "Error importing") is dropped: a missing module now
+        # raises its ImportError where the name is first used.
+        index = statements.index(tries[0])
+        statements[index:index + 1] = tries[0].body
+    for node in statements:
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             continue
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
-                and all(alias.name != "*" for alias in node.names):
-            names.update({alias.asname or alias.name: (node.module, alias.name) for alias in node.names})
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if [alias.name for alias in node.names] == ["*"]:
+                star_sources.append(node.module)
+            elif all(alias.name != "*" for alias in node.names):
+                names.update({alias.asname or alias.name: (node.module, alias.name)
+                              for alias in node.names})
             continue
         if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["__all__"]:
             names["__all__"] = ("", "")  # the list itself, not a name to import
             continue
+        if isinstance(node, ast.FunctionDef) and not node.decorator_list or (
+                isinstance(node, ast.Import) and all(a.name in sys.modules for a in node.names)):
+            definitions.body.append(node)  # a definition, or a module already loaded (`sys`)
+            continue
         return None
-    return names
+    return names, star_sources, definitions

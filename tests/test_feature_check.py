@@ -67,7 +67,7 @@ def test_the_local_runner_stops_before_tensorflow_work(monkeypatch, capsys):
     def heavy_imports_started():
         raise AssertionError("the features file was checked only after the heavy imports began")
 
-    monkeypatch.setattr(startup, "defer_tfx_components", heavy_imports_started)
+    monkeypatch.setattr(startup, "defer_library_inits", heavy_imports_started)
     monkeypatch.setattr(features, "SLICE_KEYS", "island")
     assert local_runner.main(["--force"]) == 2
     err = capsys.readouterr().err

@@ -1,13 +1,16 @@
-"""Start-up of the local entry points (`runners.startup`): TFX's `tfx.components` binds its names
-on first use, so building the pipeline loads neither KerasTuner (with Keras 3) nor the Kubernetes
-client, and every name still is TFX's own class.
+"""Start-up of the local entry points (`runners.startup`): TFX's `tfx.components` and TFMA bind
+their names on first use, so building the pipeline loads neither KerasTuner (with Keras 3), the
+Kubernetes client, TFMA's metrics library nor IPython, and every name still is the library's own.
 
-The import check runs in a fresh interpreter, since this one may have loaded TFX already.
+The import checks run in fresh interpreters, since this one may have loaded TFX already.
 """
 
+import importlib
 import json
 import subprocess
 import sys
+
+import pytest
 
 from runners import startup
 from tests.conftest import REPO_ROOT
@@ -15,22 +18,25 @@ from tests.conftest import REPO_ROOT
 BUILD_THE_PIPELINE = """
 import json, sys
 from pipeline.config import load_config
-from runners.startup import defer_tfx_components
-defer_tfx_components()
+from runners.startup import defer_library_inits
+defer_library_inits()
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from pipeline.pipeline import create_pipeline
 pipeline = create_pipeline(load_config())
-loaded = sorted(m for m in ("keras_tuner", "keras", "kubernetes") if m in sys.modules)
+loaded = sorted(m for m in ("keras_tuner", "keras", "kubernetes", "tensorflow_model_analysis.metrics",
+                            "nltk", "IPython") if m in sys.modules)
 import tfx.components
 from tfx.components.trainer.component import Trainer
 from tfx.components import Tuner
-print(json.dumps({"loaded": loaded, "components": len(pipeline.components),
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2
+print(json.dumps({"eval_config_is_tfma": tfma.EvalConfig is config_pb2.EvalConfig,"loaded": loaded, "components": len(pipeline.components),
                   "trainer_is_tfx": tfx.components.Trainer is Trainer,
                   "tuner": Tuner.__module__, "all": "Tuner" in tfx.components.__all__}))
 """
 
 
-def test_building_the_pipeline_loads_no_tuner_nor_kubernetes():
+def test_building_the_pipeline_loads_no_tuner_kubernetes_tfma_metrics_nor_ipython():
     result = subprocess.run([sys.executable, "-c", BUILD_THE_PIPELINE], cwd=REPO_ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -38,14 +44,74 @@ def test_building_the_pipeline_loads_no_tuner_nor_kubernetes():
     assert found["loaded"] == []
     assert found["components"] > 10 and found["trainer_is_tfx"] and found["all"]
     assert found["tuner"] == "tfx.components.tuner.component"
+    assert found["eval_config_is_tfma"]
 
 
-def test_only_an_init_of_imports_is_deferred(tmp_path):
+# Every public name of a package, as `module.qualname` (or the value, for constants).
+PACKAGE_NAMES = """
+import importlib, json, re, sys, types
+if sys.argv[1] == "deferred":
+    from runners.startup import defer_library_inits
+    defer_library_inits()
+package = importlib.import_module(sys.argv[2])
+def identity(value):
+    if isinstance(value, types.ModuleType):
+        return value.__name__
+    name = getattr(value, "__qualname__", None)
+    return f"{getattr(value, '__module__', '')}.{name}" if name else re.sub(" at 0x[0-9a-f]+", "", repr(value))
+names = sys.argv[3:] or [n for n in dir(package) if not n.startswith("__")]
+print(json.dumps({n: identity(getattr(package, n)) for n in names + ["__version__"]}))
+"""
+
+
+@pytest.mark.parametrize("package, some_names", [
+    ("tensorflow_model_analysis", {"EvalConfig", "run_model_analysis", "metrics", "default_evaluators"}),
+    ("tensorflow_data_validation", {"generate_statistics_from_csv", "validate_statistics", "visualize_statistics"}),
+])
+def test_a_deferred_package_gives_the_same_names_as_its_own_init(package, some_names):
+    def names(mode, *wanted):
+        result = subprocess.run([sys.executable, "-c", PACKAGE_NAMES, mode, package, *wanted], cwd=REPO_ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    eager = names("eager")
+    assert some_names <= set(eager)
+    assert names("deferred", *[n for n in eager if n != "__version__"]) == eager
+
+
+def test_notebook_widgets_are_not_loaded_by_a_command_line_run():
+    code = ("from runners.startup import defer_library_inits\n"
+            "defer_library_inits()\n"
+            "from google.cloud.bigquery import _tqdm_helpers\n"
+            "import sys\n"
+            "print(_tqdm_helpers.tqdm_notebook is None, 'IPython' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["True", "False"]
+
+
+def test_the_evaluators_own_metrics_are_named_as_they_are_defined():
+    from tensorflow_model_analysis.metrics import metric_types
+
+    from pipeline.pipeline import CLASS_METRICS, SLICE_GATE_METRIC
+
+    for module, class_name in (CLASS_METRICS, SLICE_GATE_METRIC):
+        assert issubclass(getattr(importlib.import_module(module), class_name), metric_types.Metric)
+
+
+def test_only_an_init_of_imports_and_definitions_is_deferred(tmp_path):
     imports = tmp_path / "imports.py"
-    imports.write_text('"""Doc."""\nfrom a.b import C\nfrom a.d import E as F\n__all__ = ["C", "F"]\n')
-    assert startup._imported_names(str(imports)) == {"C": ("a.b", "C"), "F": ("a.d", "E"),
-                                                    "__all__": ("", "")}
-    for other in ("import os\n", "from a import *\n", "from . import b\n", "X = 1\n",
-                  "try:\n    from a import b\nexcept ImportError:\n    pass\n"):
+    imports.write_text('"""Doc."""\nimport sys as _sys\nfrom a.b import C\nfrom a.d import E as F\n'
+                       'try:\n    from a.g import *\n    from a.h import H\nexcept ImportError:\n'
+                       '    _sys.stderr.write("no a")\n__all__ = ["C", "F"]\ndef f():\n    return 1\n')
+    names, star_sources, definitions = startup._parse_init(str(imports))
+    assert names == {"C": ("a.b", "C"), "F": ("a.d", "E"), "H": ("a.h", "H"), "__all__": ("", "")}
+    assert star_sources == ["a.g"]
+    assert [type(node).__name__ for node in definitions.body] == ["Import", "FunctionDef"]
+    for other in ("import not_loaded_anywhere\n", "from . import b\n", "X = 1\n",
+                  "try:\n    from a import b\nexcept ImportError:\n    pass\nelse:\n    X = 1\n",
+                  "try:\n    X = 1\nexcept ImportError:\n    pass\n", "@decorated\ndef f():\n    pass\n"):
         (tmp_path / "other.py").write_text(other)
-        assert startup._imported_names(str(tmp_path / "other.py")) is None, other
+        assert startup._parse_init(str(tmp_path / "other.py")) is None, other

@@ -38,9 +38,9 @@ def run(config_path, overrides, force) -> None:
         code = serve_if_unchanged(config)
         if code is not None:
             sys.exit(code)
-    from runners.startup import defer_tfx_components
+    from runners.startup import defer_library_inits
 
-    defer_tfx_components()
+    defer_library_inits()
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipeline.ops.run import run_and_report

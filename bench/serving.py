@@ -9,7 +9,10 @@ single-row predictions on `serving_raw`:
   writing the request log as `make serve` does.
 
 The three paths are measured interleaved: one client sends A B C A B C ...
-(latency), then 8 concurrent clients run a batch of each path in turn
+(latency; the transport floor's bare gRPC and REST echo servers,
+`bench._transport_floor`, join this interleaving, so that the template's
+gRPC minus REST can be set against what grpcio itself costs more than
+http.client and http.server), then 8 concurrent clients run a batch of each path in turn
 (throughput), so that a change in the machine's load hits all paths alike. The
 load average is recorded with every round. Last, a hot swap: one gRPC client's
 latency while a new version is pushed, loaded and warmed. It writes the
@@ -31,6 +34,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List
+
+from bench._transport_floor import FLOOR_PATHS, echo_calls
 
 ROW = {"island": "Biscoe", "bill_length_mm": 45.1, "bill_depth_mm": 14.5,
        "flipper_length_mm": 215, "body_mass_g": 5000, "sex": "female"}
@@ -102,16 +107,20 @@ def throughputs(calls: Dict[str, Callable[[], object]], pool: ThreadPoolExecutor
     return {name: done / seconds[name] for name in names}
 
 
-def run_rounds(calls: Dict[str, Callable[[], object]], rounds: int, requests: int) -> List[Dict]:
-    """Per round: p50 and p99 (ms, one client) and throughput (8 clients) of every path, interleaved."""
-    for call in calls.values():
+def run_rounds(calls: Dict[str, Callable[[], object]], rounds: int, requests: int,
+               floor_calls: Dict[str, Callable[[], object]]) -> List[Dict]:
+    """Per round: p50 and p99 (ms, one client) and throughput (8 clients) of every path, interleaved.
+
+    `floor_calls` (`bench._transport_floor`) join the latency interleaving only.
+    """
+    for call in {**calls, **floor_calls}.values():
         for _ in range(20):
             call()
     results = []
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         for round_index in range(rounds):
             row = {"round": round_index + 1, "load": os.getloadavg()[0]}
-            for name, seconds in latencies(calls, requests).items():
+            for name, seconds in latencies({**calls, **floor_calls}, requests).items():
                 seconds.sort()
                 row[name] = {"p50": statistics.median(seconds) * 1000,
                              "p99": seconds[min(int(len(seconds) * 0.99), len(seconds) - 1)] * 1000}
@@ -200,8 +209,13 @@ def main(argv) -> None:
         try:
             ports = json.loads(child.stdout.readline())
             calls, rpc = _calls(args.model_name, base, ports)
+            handler_ms = model_ms(calls["in-process"])
+            floor_calls, stop_floor = echo_calls(handler_ms)
             load_before = os.getloadavg()
-            results = run_rounds(calls, args.rounds, args.requests)
+            try:
+                results = run_rounds(calls, args.rounds, args.requests, floor_calls)
+            finally:
+                stop_floor()
             load_after = os.getloadavg()
             swap = hot_swap(base, rpc)
             print(json.dumps({"hot swap": swap}), flush=True)
@@ -211,7 +225,17 @@ def main(argv) -> None:
         from serving.request_log import log_files
 
         logged = sum(1 for path in log_files(request_log) for _ in open(path))
-    write(results, args.requests, load_before, load_after, logged, swap)
+    write(results, args.requests, load_before, load_after, logged, swap, handler_ms)
+
+
+def model_ms(call: Callable[[], object], count: int = 100) -> float:
+    """Median milliseconds of `call` (the in-process model call): how long the floor's handlers wait."""
+    seconds = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds) * 1000
 
 
 def _calls(model_name: str, base: str, ports: Dict[str, int]):
@@ -242,7 +266,7 @@ def summarize(results: List[Dict]) -> Dict[str, Dict[str, float]]:
 
 
 def write(results: List[Dict], requests: int, load_before, load_after, logged: int,
-          swap: Dict[str, float]) -> None:
+          swap: Dict[str, float], handler_ms: float) -> None:
     from bench.report import write_section
 
     summary = summarize(results)
@@ -262,10 +286,11 @@ def write(results: List[Dict], requests: int, load_before, load_after, logged: i
         (f"gRPC throughput with {CONCURRENCY} clients >= 0.5x in-process",
          summary["gRPC"]["throughput"] >= 0.5 * base["throughput"]),
     ]
-    rounds = ["| round | load average (1 min) | in-process p50 | REST p50 | gRPC p50 | in-process/s | "
-              "REST/s | gRPC/s |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rounds = ["| round | load average (1 min) | in-process p50 | REST p50 | gRPC p50 | REST floor p50 | "
+              "gRPC floor p50 | in-process/s | REST/s | gRPC/s |", "|" + "---:|" * 10]
     rounds += [f"| {r['round']} | {r['load']:.1f} | {r['in-process']['p50']:.2f} | {r['REST']['p50']:.2f} | "
-               f"{r['gRPC']['p50']:.2f} | {r['in-process']['throughput']:.0f} | "
+               f"{r['gRPC']['p50']:.2f} | {r['REST floor']['p50']:.2f} | {r['gRPC floor']['p50']:.2f} | "
+               f"{r['in-process']['throughput']:.0f} | "
                f"{r['REST']['throughput']:.0f} | {r['gRPC']['throughput']:.0f} |" for r in results]
     body = (
         f"Single-row `serving_raw` predictions. {len(results)} rounds; in each, {requests} requests per "
@@ -283,7 +308,8 @@ def write(results: List[Dict], requests: int, load_before, load_after, logged: i
         "its numbers say what the API layers cost here, not what `tensorflow_model_server` would do.\n\n"
         + "\n".join(lines) + "\n\nGoals (issue 14): "
         + "; ".join(f"{goal}: {'met' if met else 'NOT met'}" for goal, met in goals)
-        + ".\n\nHot swap: one gRPC client sends requests while a copy of the version is pushed as a new "
+        + ".\n\n" + _floor_text(results, handler_ms, summary)
+        + "\n\nHot swap: one gRPC client sends requests while a copy of the version is pushed as a new "
         f"version. Before the push p50 {swap['p50_before']:.2f} ms; from the push until the new version "
         f"had answered for 2 s ({swap['swap_seconds']:.1f} s to load and warm it, "
         f"{swap['requests_during']:.0f} requests): p99 {swap['p99_during']:.2f} ms, "
@@ -291,6 +317,19 @@ def write(results: List[Dict], requests: int, load_before, load_after, logged: i
         + "\n\nPer round:\n\n" + "\n".join(rounds))
     write_section("serving", "Serving: REST vs gRPC vs in-process", COMMAND, body)
     print(body)
+
+
+def _floor_text(results: List[Dict], handler_ms: float, summary: Dict[str, Dict[str, float]]) -> str:
+    """The transport floor's paragraph: bare gRPC minus bare REST next to the template's gRPC minus REST."""
+    floor = {name: statistics.median(r[name]["p50"] for r in results) for name in FLOOR_PATHS}
+    return (
+        "Transport floor (`bench._transport_floor`), interleaved with the paths above: a bare grpc.aio "
+        "server and a bare http.server in one child process, each with one method that waits "
+        f"{handler_ms:.2f} ms (the in-process p50) and echoes 300 bytes, called with grpcio's stub and "
+        f"http.client. p50: REST floor {floor['REST floor']:.2f} ms, "
+        f"gRPC floor {floor['gRPC floor']:.2f} ms; "
+        f"gRPC minus REST {floor['gRPC floor'] - floor['REST floor']:+.2f} ms on the floor, "
+        f"{summary['gRPC']['p50'] - summary['REST']['p50']:+.2f} ms through the template.")
 
 
 def _load(load) -> str:

@@ -22,6 +22,7 @@ from models import model as model_lib
 from pipeline.config import Hyperparameters
 from pipeline.training import autograph, distribution, signatures
 from pipeline.training import warm_start as warm_start_lib
+from pipeline.training.frozen_heap import frozen_heap
 from pipeline.training.warm_start import WARM_START_FILE
 
 
@@ -172,7 +173,10 @@ def train(args: TrainingArgs, tf_transform_output, train_dataset_fn, eval_datase
         "%s: training with %s on %d replica(s), global batch size %d, %d steps, %d per execution",
         distribution.task_name(strategy), args.strategy, strategy.num_replicas_in_sync,
         global_batch_size, train_steps, hyperparameters.steps_per_execution)
-    model.fit(train_data, **fit_kwargs)
+    # The objects that exist before fit are not garbage; full collections skip them
+    # (pipeline/training/frozen_heap.py).
+    with frozen_heap():
+        model.fit(train_data, **fit_kwargs)
     return (model, strategy) if return_strategy else model
 
 

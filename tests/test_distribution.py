@@ -2,10 +2,14 @@
 
 import json
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
-from pipeline.config import ConfigError, load_config
+from models import trainer
+from pipeline.config import ConfigError, Hyperparameters, load_config
 from pipeline.training import cluster, distribution
+from tests import tiny_training
 
 MWMS_CLUSTER = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
 PS_CLUSTER = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2", "127.0.0.1:3"], "ps": ["127.0.0.1:4"]}
@@ -57,6 +61,26 @@ def test_make_strategy_reads_and_checks_tf_config_from_the_environment(monkeypat
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ConfigError, match="TF_CONFIG is not valid JSON"):
         distribution.make_strategy("one_device")
+
+
+def test_one_device_on_a_cpu_is_the_default_strategy_and_trains_the_same_model(monkeypatch):
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("with a GPU, one_device is OneDeviceStrategy on that GPU")
+    assert distribution.make_strategy("one_device", tf_config={}) is tf.distribute.get_strategy()
+    args = trainer.TrainingArgs(Hyperparameters(batch_size=8, hidden_units=(4,), steps_per_execution=2),
+                                deterministic_ops=False)
+
+    def train():
+        return trainer.train(args, tiny_training.TransformOutput(), tiny_training.dataset,
+                             tiny_training.dataset, train_steps=6, eval_steps=2)
+
+    default = train()
+    monkeypatch.setattr(distribution, "make_strategy", lambda name: tf.distribute.OneDeviceStrategy("/cpu:0"))
+    one_device = train()
+    assert isinstance(one_device.distribute_strategy, tf.distribute.OneDeviceStrategy)
+    assert not isinstance(default.distribute_strategy, tf.distribute.OneDeviceStrategy)
+    for a, b in zip(default.get_weights(), one_device.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_only_parameter_server_workers_and_ps_serve():

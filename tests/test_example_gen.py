@@ -121,7 +121,10 @@ def _good_span(tmp_path, span=2007):
     (HEADER + ",comment\n" + ROWS[0] + ",ok\n", "has an extra column 'comment'"),
     (HEADER.replace("island", "\u00eele").encode("latin-1") + b"\n", "header is not UTF-8"),
     (HEADER + ",sex\n", "column 'sex' appears more than once"),
-], ids=["empty-file", "missing-column", "extra-column", "latin-1-header", "repeated-column"])
+    (HEADER.replace(",", ";") + "\n" + ROWS[0].replace(",", ";") + "\n", "split by ';', not by commas"),
+    (HEADER.replace(",", "\t") + "\n", "split by '\\t', not by commas"),
+], ids=["empty-file", "missing-column", "extra-column", "latin-1-header", "repeated-column",
+        "semicolon-separated", "tab-separated"])
 def test_a_bad_header_is_refused_naming_the_file_and_column(tmp_path, schema_types, content, says):
     good = _good_span(tmp_path)
     bad = _write(tmp_path / "span-2008" / "penguins.csv", content)
@@ -143,6 +146,14 @@ def test_a_row_with_another_number_of_fields_is_named(tmp_path, schema_types, ro
     message = str(raised.value)
     assert f"data row 2 has {fields} field(s) where the header has 8" in message
     assert path in message and "\n" not in message
+
+
+@pytest.mark.parametrize("content", [HEADER, HEADER + "\n", HEADER + "\r\n\r\n"],
+                         ids=["no-newline", "newline", "blank-lines"])
+def test_a_header_without_rows_gives_no_examples(tmp_path, schema_types, content):
+    """Left to the data gate, which stops on the row count; pyarrow's own error named no cause."""
+    path = _write(tmp_path / "header-only.csv", content)
+    assert _examples(path, schema_types) == []
 
 
 @pytest.mark.parametrize("text", ["NaN", "nan"])

@@ -93,6 +93,10 @@ def _parse_header(path: str, first_line: bytes) -> List[str]:
         raise CsvFileError(f"{path}: the header is not UTF-8 text. Save the file as UTF-8 (CSV UTF-8 in "
                            "spreadsheet programs).")
     columns = [name.strip() for name in next(csv.reader([text]))]
+    separator = next((sep for sep in (";", "\t", "|") if len(columns) == 1 and sep in columns[0]), None)
+    if separator:
+        raise CsvFileError(f"{path}: the header is one column, {columns[0][:60]!r}, split by "
+                           f"{separator!r}, not by commas. Save the file as comma-separated CSV.")
     repeated = sorted({name for name in columns if columns.count(name) > 1})
     if repeated:
         raise CsvFileError(f"{path}: column '{repeated[0]}' appears more than once in the header. "
@@ -132,7 +136,10 @@ def read_examples(path: str, schema_types: Dict[str, str]) -> Iterator[bytes]:
 
     with fileio.open(path, "rb") as f:
         data = f.read()
-    columns = _parse_header(path, data.split(b"\n", 1)[0])
+    header, _, rows = data.partition(b"\n")
+    columns = _parse_header(path, header)
+    if not rows.strip():
+        return  # a header and no rows (with or without its newline): the data gate counts rows
     types = {name: _ARROW_TYPES[schema_types.get(name, "BYTES")]() for name in columns}
     try:
         table, error = _read_csv(data, columns, types), None

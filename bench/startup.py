@@ -110,7 +110,7 @@ def main(argv=None) -> None:
     print(body)
     command = "python -m bench startup" + (f" --baseline {args.baseline}" if args.baseline else "") + \
         f" --rounds {args.rounds}"
-    write_section("startup", "Start-up: from the command to the first component", command, body)
+    write_section("first-component", "Start-up: from the command to the first component", command, body)
 
 
 if __name__ == "__main__":

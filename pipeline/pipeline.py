@@ -15,7 +15,7 @@ the Vertex AI client (about 10 s) in every process that builds the pipeline.
 """
 
 import json
-from typing import List
+from typing import List, NamedTuple
 
 from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx.components import (
@@ -58,11 +58,18 @@ from pipeline.config import PipelineConfig, span_pattern
 from pipeline.orchestration import beam_pipeline_args
 from pipeline.training.feature_check import check_features
 
-# The Evaluator's own metrics, as (module, class) for TFMA to load when the Evaluator runs.
+
+class CustomMetric(NamedTuple):
+    """One of the Evaluator's own metrics, by the module and class TFMA loads when it runs."""
+
+    module: str
+    class_name: str
+
+
 # Named, not imported: importing them loads TFMA's whole metrics library (nltk, sacrebleu),
-# about 2 s before the first component could start (runners/startup.py).
-SLICE_GATE_METRIC = ("pipeline.components.slice_gate", "SliceGateAccuracy")
-CLASS_METRICS = ("pipeline.components.class_metrics", "ClassPrecisionRecall")
+# about 3 s of CPU before the first component could start (runners/startup.py).
+SLICE_GATE_METRIC = CustomMetric("pipeline.components.slice_gate", "SliceGateAccuracy")
+CLASS_METRIC = CustomMetric("pipeline.components.class_metrics", "ClassPrecisionRecall")
 
 
 def create_pipeline(config: PipelineConfig) -> tfx_pipeline.Pipeline:
@@ -277,7 +284,7 @@ def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
     ]
     if thresholds.slice_min_accuracy > 0:
         gated_metrics.append(tfma_config.MetricConfig(
-            class_name=SLICE_GATE_METRIC[1], module=SLICE_GATE_METRIC[0],
+            class_name=SLICE_GATE_METRIC.class_name, module=SLICE_GATE_METRIC.module,
             config=json.dumps({"min_examples": thresholds.slice_min_examples}),
             per_slice_thresholds=[tfma_config.PerSliceMetricThreshold(
                 slicing_specs=[tfma_config.SlicingSpec(feature_keys=[key]) for key in features.SLICE_KEYS],
@@ -311,7 +318,7 @@ def eval_config(config: PipelineConfig) -> tfma_config.EvalConfig:
             # Each class's precision and recall, with the keys of TFMA's binarized Precision and
             # Recall, counted in one pass (pipeline/components/class_metrics.py says why).
             tfma_config.MetricsSpec(metrics=[tfma_config.MetricConfig(
-                class_name=CLASS_METRICS[1], module=CLASS_METRICS[0],
+                class_name=CLASS_METRIC.class_name, module=CLASS_METRIC.module,
                 config=json.dumps({"class_ids": list(range(len(features.LABEL_CLASSES)))}))]),
         ],
     )

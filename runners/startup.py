@@ -17,7 +17,9 @@ Three package `__init__`s load far more than building and starting the pipeline 
 `from tfx.components import Trainer` still gives TFX's `Trainer`, importing only the Trainer's
 modules, and `tfma.EvalConfig` imports only TFMA's config proto. The Evaluator's executor
 imports what it uses when it runs. Only an `__init__` made of imports (optionally in one
-`try:`), `__all__` and function definitions is deferred; any other statement runs it as it is.
+`try:`), `__all__` and self-contained function definitions is deferred; any other statement
+runs it as it is. So the saving is TFX 1.16's: TFX 1.21's `tfx.components` wraps each import in
+its own `try:` and is imported in full there, as before.
 
 One module is made unavailable instead: `tqdm.notebook`. Google's BigQuery client, which Beam's
 BigQuery connector loads, imports it inside a `try` for notebook progress bars, and it loads
@@ -30,11 +32,13 @@ module until its first attribute, and every component spec touches TFMA's `EvalC
 """
 
 import ast
+import builtins
+import dataclasses
 import importlib
 import importlib.abc
 import importlib.util
 import sys
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 DEFERRED_PACKAGES = ("tfx.components", "tensorflow_model_analysis", "tensorflow_data_validation")
 UNAVAILABLE_MODULES = ("tqdm.notebook",)
@@ -76,56 +80,71 @@ class _DeferredInitLoader(importlib.abc.Loader):
         return None  # the default module, with the spec's __path__
 
     def exec_module(self, module) -> None:
-        parsed = _parse_init(self.origin)
-        if parsed is None:
+        init = _parse_init(self.origin)
+        if init is None:
             self.loader.exec_module(module)
             return
-        names, star_sources, definitions = parsed
-        exec(compile(definitions, self.origin, "exec"), vars(module))
+        exec(compile(init.definitions, self.origin, "exec"), vars(module))
 
         def __getattr__(name):
-            value = _resolve(module.__name__, names, star_sources, name)
+            value = _resolve(module.__name__, init, name)
             setattr(module, name, value)
             return value
 
-        if names.pop("__all__", None):
-            module.__all__ = sorted(names)
+        def __dir__():
+            star_names = {name for source in init.star_sources
+                          for name in dir(importlib.import_module(source)) if not name.startswith("_")}
+            return sorted(set(vars(module)) | set(init.names) | star_names)
+
+        if init.all_names is not None:
+            module.__all__ = list(init.all_names)
         module.__getattr__ = __getattr__
-        module.__dir__ = lambda: sorted(set(vars(module)) | set(names))
+        module.__dir__ = __dir__
 
 
-def _resolve(package: str, names: Dict[str, Tuple[str, str]], star_sources: List[str], name: str):
+@dataclasses.dataclass
+class _Init:
+    """What a deferrable `__init__` binds: name -> (module, attribute), the modules it
+    star-imports, its literal `__all__` (None without one), and the statements run at once."""
+
+    names: Dict[str, Tuple[str, str]]
+    star_sources: List[str]
+    all_names: Optional[List[str]]
+    definitions: ast.Module
+
+
+def _resolve(package: str, init: _Init, name: str):
     """What the `__init__` would have bound to `name`: its import, or a star import's name."""
-    if name in names:
-        source, attribute = names[name]
+    if name in init.names:
+        source, attribute = init.names[name]
         if source != package:  # (the package's own submodules: its getattr would come back here)
             source_module = importlib.import_module(source)
             if hasattr(source_module, attribute):
                 return getattr(source_module, attribute)
         return importlib.import_module(f"{source}.{attribute}")  # `from x import submodule`
-    for source in reversed(star_sources):  # the last star import of a name wins, as in the init
+    if name.startswith("_"):
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    for source in reversed(init.star_sources):  # the last star import of a name wins, as in the init
         source_module = importlib.import_module(source)
-        if not name.startswith("_") and hasattr(source_module, name):
+        if hasattr(source_module, name):
             return getattr(source_module, name)
     # A submodule the full `__init__` imports on the way (TFDV's `tfdv.coders`).
-    if not name.startswith("_") and importlib.util.find_spec(f"{package}.{name}") is not None:
+    if importlib.util.find_spec(f"{package}.{name}") is not None:
         return importlib.import_module(f"{package}.{name}")
     raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
 
-def _parse_init(path: str) -> "Tuple[Dict[str, Tuple[str, str]], List[str], ast.Module] | None":
-    """For an `__init__` of absolute imports (at top level or in one `try:` whose handlers
-    only report), `__all__`, function definitions and a docstring: name -> (module,
-    attribute), the star-imported modules, and the function definitions to run at once.
-    None when it holds anything else."""
+def _parse_init(path: str) -> Optional[_Init]:
+    """An `__init__` of absolute imports (at top level, or in one `try:` whose handlers only
+    report), a literal `__all__`, functions that use none of the imported names, and a
+    docstring, as an `_Init`; None when it holds anything else, and then it runs as it is."""
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
-    names: Dict[str, Tuple[str, str]] = {}
-    star_sources: List[str] = []
-    definitions = ast.Module(body=[], type_ignores=[])
+    init = _Init(names={}, star_sources=[], all_names=None, definitions=ast.Module(body=[], type_ignores=[]))
     statements = list(tree.body)
     tries = [node for node in statements if isinstance(node, ast.Try)]
-    if len(tries) == 1 and not tries[0].orelse and not tries[0].finalbody:
+    if len(tries) == 1 and not tries[0].orelse and not tries[0].finalbody \
+            and all(_only_reports(handler.body) for handler in tries[0].handlers):
         # The handler (TFMA's prints "Error importing") is dropped: a missing module now
         # raises its ImportError where the name is first used.
         index = statements.index(tries[0])
@@ -135,17 +154,40 @@ def _parse_init(path: str) -> "Tuple[Dict[str, Tuple[str, str]], List[str], ast.
             continue
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             if [alias.name for alias in node.names] == ["*"]:
-                star_sources.append(node.module)
+                init.star_sources.append(node.module)
             elif all(alias.name != "*" for alias in node.names):
-                names.update({alias.asname or alias.name: (node.module, alias.name)
-                              for alias in node.names})
+                init.names.update({alias.asname or alias.name: (node.module, alias.name)
+                                   for alias in node.names})
             continue
         if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["__all__"]:
-            names["__all__"] = ("", "")  # the list itself, not a name to import
+            try:
+                init.all_names = list(ast.literal_eval(node.value))
+            except ValueError:
+                return None
             continue
-        if isinstance(node, ast.FunctionDef) and not node.decorator_list or (
-                isinstance(node, ast.Import) and all(a.name in sys.modules for a in node.names)):
-            definitions.body.append(node)  # a definition, or a module already loaded (`sys`)
+        if _loaded_import(node) or isinstance(node, ast.FunctionDef) and not node.decorator_list \
+                and _self_contained(node):
+            init.definitions.body.append(node)  # a module already loaded (`sys`), or a function
             continue
         return None
-    return names, star_sources, definitions
+    return init
+
+
+def _loaded_import(node: ast.AST) -> bool:
+    return isinstance(node, ast.Import) and all(alias.name in sys.modules for alias in node.names)
+
+
+def _only_reports(body: List[ast.stmt]) -> bool:
+    """A handler that only writes something (TFMA's `sys.stderr.write(...)`) or passes."""
+    return all(_loaded_import(node) or isinstance(node, (ast.Expr, ast.Pass)) for node in body)
+
+
+def _self_contained(function: ast.FunctionDef) -> bool:
+    """A function that uses only builtins, its arguments and its own locals: a function's
+    globals are not looked up through the module's `__getattr__`, so it could not see the
+    deferred names."""
+    names = [n for n in ast.walk(function) if isinstance(n, ast.Name)]
+    arguments = function.args.posonlyargs + function.args.args + function.args.kwonlyargs + [
+        a for a in (function.args.vararg, function.args.kwarg) if a is not None]
+    known = {n.id for n in names if isinstance(n.ctx, ast.Store)} | {a.arg for a in arguments}
+    return not {n.id for n in names if isinstance(n.ctx, ast.Load)} - known - set(dir(builtins))

@@ -123,8 +123,9 @@ def _good_span(tmp_path, span=2007):
     (HEADER + ",sex\n", "column 'sex' appears more than once"),
     (HEADER.replace(",", ";") + "\n" + ROWS[0].replace(",", ";") + "\n", "split by ';', not by commas"),
     (HEADER.replace(",", "\t") + "\n", "split by '\\t', not by commas"),
+    (HEADER.replace(",", "|") + "\n", "split by '|', not by commas"),
 ], ids=["empty-file", "missing-column", "extra-column", "latin-1-header", "repeated-column",
-        "semicolon-separated", "tab-separated"])
+        "semicolon-separated", "tab-separated", "bar-separated"])
 def test_a_bad_header_is_refused_naming_the_file_and_column(tmp_path, schema_types, content, says):
     good = _good_span(tmp_path)
     bad = _write(tmp_path / "span-2008" / "penguins.csv", content)

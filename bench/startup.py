@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Dict, List
 
@@ -26,6 +27,7 @@ from bench.report import write_section
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMPORT_TENSORFLOW = "import tensorflow"
+DEADLINE_SECONDS = 300
 
 
 def to_first_component(checkout: str) -> Dict:
@@ -42,6 +44,8 @@ def to_first_component(checkout: str) -> Dict:
     process = subprocess.Popen([_python(checkout), "runners/local_runner.py", "--force"], cwd=checkout,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seconds = cpu = None
+    deadline = threading.Timer(DEADLINE_SECONDS, process.kill)  # a run stuck before any component
+    deadline.start()
     try:
         for line in process.stdout:
             if " running ..." in line:
@@ -50,11 +54,13 @@ def to_first_component(checkout: str) -> Dict:
                 cpu = times.user + times.system
                 break
     finally:
+        deadline.cancel()
         process.kill()
         process.wait()
         shutil.rmtree(output_dir, ignore_errors=True)
     if seconds is None:
-        raise RuntimeError(f"{checkout}: the run ended before any component started")
+        raise RuntimeError(f"{checkout}: no component started (the run ended, or took over "
+                           f"{DEADLINE_SECONDS} s); see its output with `python runners/local_runner.py`")
     return {"seconds": seconds, "cpu_seconds": cpu}
 
 

@@ -38,12 +38,17 @@ def test_objects_from_before_are_frozen_inside_and_handed_back_after(unfrozen):
     assert _collected(older, generation=2)  # back in the oldest generation
 
 
-def test_an_earlier_freeze_is_left_in_place(unfrozen):
+def test_an_earlier_freeze_is_left_in_place(unfrozen, monkeypatch):
+    # Calls, not counts: a frozen object that dies leaves the count, so other threads of the
+    # process (TensorFlow's, pytest-xdist's) move it.
     gc.freeze()
-    before = gc.get_freeze_count()
+    calls = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
     with frozen_heap():
-        assert gc.get_freeze_count() == before
-    assert gc.get_freeze_count() == before
+        pass
+    assert calls == []
+    assert gc.get_freeze_count() > 0
 
 
 def test_train_fits_inside_the_frozen_heap_and_unfreezes_after(unfrozen, monkeypatch):

@@ -162,6 +162,12 @@ def test_transform_statistics_follow_the_config(config, transform_statistics):
     assert load_config(overrides={"data_root": DATA_ROOT}).transform_statistics is False
 
 
+def test_transform_writes_no_analyzer_cache_that_nothing_reads(components):
+    """TFX's Transform leaves out its cache output when the cache is disabled."""
+    transform = components["Transform"]
+    assert "updated_analyzer_cache" not in transform.outputs and "analyzer_cache" not in transform.inputs
+
+
 def test_baseline_is_resolved_for_the_candidate_and_the_served_model_before_training(components):
     """The Evaluator's baseline resolver sees the Trainer's model (pipeline/components/baseline_resolver.py);
     ModelDecay, which runs before Transform, gets TFX's latest blessed model from its own resolver."""

@@ -39,10 +39,7 @@ print(json.dumps({"eval_config_is_tfma": tfma.EvalConfig is config_pb2.EvalConfi
 
 
 def test_building_the_pipeline_loads_no_tuner_kubernetes_tfma_metrics_nor_ipython():
-    result = subprocess.run([sys.executable, "-c", BUILD_THE_PIPELINE], cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])
+    found = json.loads(_python(BUILD_THE_PIPELINE).splitlines()[-1])
     assert found["loaded"] == []
     assert found["components"] > 10 and found["trainer_is_tfx"] and found["all"]
     assert found["tuner"] == "tfx.components.tuner.component"
@@ -76,11 +73,7 @@ print(json.dumps({n: identity(getattr(package, n, None)) for n in names + ["__ve
 ])
 def test_a_deferred_package_gives_the_same_names_as_its_own_init(package, some_names):
     def names(mode, *wanted):
-        result = subprocess.run([sys.executable, "-c", PACKAGE_NAMES, mode, package, *wanted],
-                                cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                timeout=900)
-        assert result.returncode == 0, result.stderr[-3000:]
-        return json.loads(result.stdout.strip().splitlines()[-1])
+        return json.loads(_python(PACKAGE_NAMES, mode, package, *wanted).splitlines()[-1])
 
     eager = names("eager")
     assert some_names <= set(eager)
@@ -93,10 +86,7 @@ def test_notebook_widgets_are_not_loaded_by_a_command_line_run():
             "from google.cloud.bigquery import _tqdm_helpers\n"
             "import sys\n"
             "print(_tqdm_helpers.tqdm_notebook is None, 'IPython' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == ["True", "False"]
+    assert _python(code).split() == ["True", "False"]
 
 
 def test_the_evaluators_own_metrics_are_named_as_they_are_defined():
@@ -141,9 +131,14 @@ def test_a_deferred_package_knows_what_it_lacks(tmp_path):
             "import deferred_example as d\n"
             "print(hasattr(d, 'missing'), getattr(d, 'missing', 'default'), d.Thing.__module__,\n"
             "      'deferred_example.part' in sys.modules, sorted(n for n in dir(d) if n[0] != '_'))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": f"{tmp_path}:{REPO_ROOT}"})
+    printed = _python(code, env={**os.environ, "PYTHONPATH": f"{tmp_path}:{REPO_ROOT}"})
+    assert printed.split(maxsplit=4) == ["False", "default", "deferred_example.part", "True",
+                                         "['Thing', 'part']"]
+
+
+def _python(code: str, *args: str, env=None) -> str:
+    """What `code` prints, run in a fresh interpreter from the repository (which must succeed)."""
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().split(maxsplit=4) == ["False", "default", "deferred_example.part", "True",
-                                               "['Thing', 'part']"]
+    return result.stdout.strip()

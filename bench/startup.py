@@ -3,7 +3,7 @@ this checkout against another (optional), with `import tensorflow` alone as the 
 fresh process, interleaved (A B C A B C ...).
 
     python -m bench startup --rounds 5
-    python -m bench startup --baseline /tmp/baseline   # another checkout, with its .venv
+    python -m bench startup --baseline /tmp/baseline   # another checkout
 
 Each run is `runners/local_runner.py --force` on an empty output folder (so nothing is cached
 and the fast path of an unchanged run does not answer), stopped at its first " running ..."
@@ -38,10 +38,11 @@ def to_first_component(checkout: str) -> Dict:
     config_path = os.path.join(output_dir, "config.json")
     with open(config_path, "w") as f:
         json.dump({"output_dir": output_dir}, f)
-    # PYTHONPATH: the checkout's own code, even with a virtualenv that another checkout installed.
+    # This environment's packages; the checkout's code first on the path, ahead of the editable
+    # install of this one (as bench/penguin.py runs a baseline).
     env = dict(os.environ, TFXT_CONFIG=config_path, PYTHONUNBUFFERED="1", PYTHONPATH=checkout)
     started = time.monotonic()
-    process = subprocess.Popen([_python(checkout), "runners/local_runner.py", "--force"], cwd=checkout,
+    process = subprocess.Popen([sys.executable, "runners/local_runner.py", "--force"], cwd=checkout,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seconds = cpu = None
     deadline = threading.Timer(DEADLINE_SECONDS, process.kill)  # a run stuck before any component
@@ -68,16 +69,11 @@ def import_tensorflow() -> Dict:
     """`import tensorflow` alone in a fresh interpreter (with this template's Keras setting)."""
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
     started = time.monotonic()
-    result = subprocess.run([_python(REPO_ROOT), "-c", "import resource, tensorflow; u = resource."
+    result = subprocess.run([sys.executable, "-c", "import resource, tensorflow; u = resource."
                              "getrusage(resource.RUSAGE_SELF); print(u.ru_utime + u.ru_stime)"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             check=True)
     return {"seconds": time.monotonic() - started, "cpu_seconds": float(result.stdout.split()[-1])}
-
-
-def _python(checkout: str) -> str:
-    venv_python = os.path.join(checkout, ".venv", "bin", "python")
-    return venv_python if os.path.exists(venv_python) else sys.executable
 
 
 def render(results: Dict[str, List[Dict]]) -> str:
@@ -96,7 +92,7 @@ def render(results: Dict[str, List[Dict]]) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", help="another checkout of this template (with its .venv)")
+    parser.add_argument("--baseline", help="another checkout of this template")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     variants = {"this checkout": lambda: to_first_component(REPO_ROOT)}
